@@ -16,6 +16,7 @@ never executed, so callers store a zero action there.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -42,6 +43,16 @@ class Step:
     ended: list[tuple[int, float, int]] = field(default_factory=list)
 
 
+_NOTIFIED: set[str] = set()
+
+
+def _notify_once(notice: str | None) -> None:
+    """Print a notice (e.g. dropped dict keys) once per process, not once per Driver."""
+    if notice and notice not in _NOTIFIED:
+        _NOTIFIED.add(notice)
+        print(f"note: {notice}", file=sys.stderr)
+
+
 class Driver:
     """E envs stepped as one; the agent's side never sees autoreset."""
 
@@ -64,6 +75,7 @@ class Driver:
         self.action_space = self.envs.single_action_space
         self.obs_spec: ObsSpec = obs_spec(self.observation_space)
         self.act_spec: ActionSpec = action_spec(self.action_space)
+        _notify_once(self.obs_spec.notice)
         self._returns = np.zeros(num_envs, np.float64)
         self._lengths = np.zeros(num_envs, np.int64)
         self._done = np.zeros(num_envs, bool)
@@ -74,6 +86,8 @@ class Driver:
         self._seeded = True
         try:
             obs, info = self.envs.reset(seed=seed)
+        except EnvError:  # already one line, from envs/checked.py
+            raise
         except Exception as exc:
             raise EnvError(f"env.reset() failed: {type(exc).__name__}: {exc}") from exc
         self._returns[:] = 0
@@ -91,6 +105,8 @@ class Driver:
                 (self.num_envs,) + tuple(self.action_space.shape))
         try:
             obs, reward, terminated, truncated, info = self.envs.step(env_action)
+        except EnvError:
+            raise
         except Exception as exc:
             raise EnvError(f"env.step() failed: {type(exc).__name__}: {exc}") from exc
         reward = np.asarray(reward, np.float32).reshape(self.num_envs)

@@ -33,6 +33,17 @@ class ObsKey:
 class ObsSpec:
     keys: tuple[ObsKey, ...]
     dropped: tuple[str, ...] = ()  # dict keys that cannot be learned from (e.g. text)
+    dropped_kinds: tuple[str, ...] = ()  # the space type of each dropped key, same order
+
+    @property
+    def notice(self) -> str | None:
+        """One line telling the user which dict keys the agent never sees, or None."""
+        if not self.dropped:
+            return None
+        kinds = self.dropped_kinds or ("?",) * len(self.dropped)
+        named = ", ".join(f"'{n}' ({k})" for n, k in zip(self.dropped, kinds))
+        return (f"observation keys dropped: {named}; the agent cannot learn from text, graph or "
+                "sequence spaces (the shield and info still get the raw observation)")
 
     @property
     def vector_keys(self) -> list[ObsKey]:
@@ -49,14 +60,35 @@ class ObsSpec:
         return total
 
 
-def _is_image(space: gym.Space) -> bool:
+# Below this height/width a uint8 HxWxC Box is a grid of ids (MiniGrid's 7x7x3 view:
+# object, colour, state), not a picture: a CNN built for 64x64 frames has nothing to
+# convolve there. Such grids are flattened into a float vector of the raw ids (not
+# one-hot: the id ranges are unknown from the space, and raw ids keep MiniGrid at 147
+# inputs instead of ~1000). symlog leaves small ids almost unchanged.
+MIN_IMAGE_SIDE = 16
+
+
+def _is_uint8_hwc(space: gym.Space) -> bool:
     return (isinstance(space, gym.spaces.Box) and space.dtype == np.uint8
             and len(space.shape) == 3 and space.shape[-1] in (1, 3, 4))
+
+
+def is_image(space: gym.Space) -> bool:
+    """Whether the agent sees `space` through its CNN (uint8 HxWx{1,3,4}, sides >= 16)."""
+    return _is_uint8_hwc(space) and min(space.shape[0], space.shape[1]) >= MIN_IMAGE_SIDE
+
+
+_is_image = is_image
 
 
 def _leaf(name: str, space: gym.Space) -> ObsKey | None:
     if _is_image(space):
         return ObsKey(name, "image", tuple(space.shape), f"Box{space.shape} uint8 -> CNN")
+    if _is_uint8_hwc(space):
+        size = int(np.prod(space.shape))
+        return ObsKey(name, "vector", (size,),
+                      f"Box{space.shape} uint8 grid (under {MIN_IMAGE_SIDE}px, not an image) "
+                      "-> raw ids as floats, symlog MLP")
     if isinstance(space, gym.spaces.Box):
         size = int(np.prod(space.shape)) if space.shape else 1
         return ObsKey(name, "vector", (size,), f"Box{space.shape} -> symlog MLP")
@@ -75,14 +107,18 @@ def obs_spec(space: gym.Space) -> ObsSpec:
     """The agent's view of an observation space. Dict keys that cannot be learned
     from (text, graphs, sequences) are dropped and listed in `dropped`."""
     if isinstance(space, gym.spaces.Dict):
-        keys, dropped = [], []
+        keys, dropped, kinds = [], [], []
         for name, sub in space.spaces.items():
             leaf = _leaf(name, sub)
-            (keys.append(leaf) if leaf is not None else dropped.append(name))
+            if leaf is not None:
+                keys.append(leaf)
+            else:
+                dropped.append(name)
+                kinds.append(type(sub).__name__)
         if not keys:
             raise SpaceError(f"observation space Dict has no key the agent can learn from "
                              f"(dropped: {', '.join(dropped)}); use Box, Discrete or image keys")
-        return ObsSpec(tuple(keys), tuple(dropped))
+        return ObsSpec(tuple(keys), tuple(dropped), tuple(kinds))
     leaf = _leaf("obs", space)
     if leaf is None:
         raise SpaceError(f"observation space {space} is not supported; use Box, Discrete, "
@@ -99,7 +135,8 @@ def _encode_leaf(key: ObsKey, space: gym.Space, value: Any) -> np.ndarray:
         return np.eye(int(space.n), dtype=np.float32)[value.astype(np.int64) - int(space.start)]
     if isinstance(space, gym.spaces.MultiDiscrete):
         nvec = np.asarray(space.nvec).reshape(-1)
-        flat = value.reshape(value.shape[0], -1).astype(np.int64)
+        start = np.asarray(space.start).reshape(-1)
+        flat = value.reshape(value.shape[0], -1).astype(np.int64) - start
         return np.concatenate([np.eye(n, dtype=np.float32)[flat[:, i]] for i, n in enumerate(nvec)], -1)
     return value.reshape(value.shape[0], -1).astype(np.float32)
 

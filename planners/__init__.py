@@ -1,0 +1,1 @@
+"""Planners: choose actions by imagining inside the world model (see planners/base.py)."""

@@ -1,0 +1,6 @@
+"""A module whose import registers an env, like a third-party package would (--env-import)."""
+import gymnasium as gym
+
+if "FakeRegistered-v0" not in gym.registry:
+    gym.register(id="FakeRegistered-v0", entry_point="tests.envs.fake_envs:GoodEnv",
+                 max_episode_steps=50)

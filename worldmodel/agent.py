@@ -1,0 +1,166 @@
+"""The agent: a world model plus a planner, built from the config, with one update step
+and a policy step over batched envs. This is the factory layer: it reads the config and
+hands plain keyword arguments to the modules.
+
+Legend: B envs (acting) or batch (training), T sequence length, A action size.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+import numpy as np
+import torch
+
+from envs.spaces import ActionSpec, ObsSpec
+from planners.actor_critic import ActorCritic
+from worldmodel.config import Config
+from worldmodel.model import WorldModel
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def build_model(cfg: Config, obs_spec: ObsSpec, act_spec: ActionSpec) -> WorldModel:
+    m = cfg.model
+    return WorldModel(obs_spec, act_spec.dim, deter=m.deter, stoch=m.stoch, classes=m.classes,
+                      hidden=m.hidden, unimix=m.unimix, units=m.units, layers=m.layers,
+                      cnn_depth=m.cnn_depth, bins=m.bins, free_nats=m.free_nats,
+                      loss_scales=m.loss_scales.to_dict())
+
+
+def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec) -> ActorCritic:
+    a, c, b = cfg.actor, cfg.critic, cfg.behavior
+    sizes = act_spec.sizes if act_spec.discrete else ()
+    return ActorCritic(feat_dim, act_spec.dim, sizes, units=a.units, layers=a.layers,
+                       horizon=b.horizon, gamma=1.0 - 1.0 / b.discount_horizon, lam=b.lam,
+                       entropy=a.entropy, unimix=a.unimix, min_std=a.min_std, max_std=a.max_std,
+                       slow_rate=c.slow_rate, slowreg=c.slowreg, grad=a.grad, bins=cfg.model.bins,
+                       actor_lr=a.lr, critic_lr=c.lr, actor_clip=a.clip, critic_clip=c.clip,
+                       retnorm_rate=b.retnorm_rate, eps=cfg.train.adam_eps)
+
+
+class Agent:
+    """World model + planner + the model optimizer. `policy` acts in B envs at once;
+    `train_step` does one world-model and one planner update on a replayed batch."""
+
+    def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActionSpec,
+                 device: torch.device | str = "cpu") -> None:
+        self.cfg, self.obs_spec, self.act_spec = cfg, obs_spec, act_spec
+        self.device = torch.device(device)
+        self.model = build_model(cfg, obs_spec, act_spec).to(self.device)
+        self.planner = build_planner(cfg, self.model.feat_dim, act_spec).to(self.device)
+        self.model_opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train.model_lr,
+                                          eps=cfg.train.adam_eps)
+        self.model_clip = cfg.train.model_clip
+        self.max_starts = cfg.behavior.starts
+        self.bf16 = cfg.run.precision == "bf16" and self.device.type == "cuda"
+        self.updates = 0
+        self.skipped_updates = 0
+        self._loss_step = self._loss
+        if cfg.run.compile and self.device.type == "cuda":
+            self._loss_step = torch.compile(self._loss)
+
+    def param_counts(self) -> dict[str, int]:
+        count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        return {"world_model": count(self.model), "actor": count(self.planner.actor),
+                "critic": count(self.planner.critic)}
+
+    # -- acting ----------------------------------------------------------------------------
+    def initial(self, batch: int) -> dict[str, Any]:
+        return {"latent": self.model.initial(batch),
+                "prev_action": torch.zeros(batch, self.act_spec.dim, device=self.device)}
+
+    def _tensors(self, obs: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        return {k.name: torch.as_tensor(obs[k.name], device=self.device) for k in self.obs_spec.keys}
+
+    @torch.no_grad()
+    def policy(self, obs: dict[str, np.ndarray], is_first: np.ndarray, carry: dict[str, Any],
+               mask: np.ndarray | None = None, explore: bool = True) -> tuple[np.ndarray, dict, dict]:
+        """obs {key: (B, ...)}, is_first (B,) -> agent actions (B, A), info, new carry.
+        The carry's prev_action is the proposed action; call `executed` after a veto."""
+        first = torch.as_tensor(is_first, device=self.device)
+        latent = self.model.observe(carry["latent"], self._tensors(obs), carry["prev_action"], first)
+        mask_t = None if mask is None else torch.as_tensor(mask, device=self.device)
+        action, info = self.planner.act(self.model, latent, mask_t, explore)
+        info = {k: v.float().cpu().numpy() for k, v in info.items()}
+        return action.float().cpu().numpy(), info, {"latent": latent, "prev_action": action}
+
+    def executed(self, carry: dict[str, Any], action: np.ndarray) -> dict[str, Any]:
+        """Record the action that really ran (after the shield) as the previous action."""
+        return {**carry, "prev_action": torch.as_tensor(action, device=self.device, dtype=torch.float32)}
+
+    def act(self, obs: Any, state: dict[str, Any] | None = None,
+            explore: bool = False) -> tuple[Any, dict[str, Any]]:
+        """One env, native observation in, native env action out:
+        `action, state = agent.act(obs, state)`; pass state=None at an episode start."""
+        from envs.spaces import encode_obs
+        space = self._obs_space
+        batched = {k: v[None] for k, v in obs.items()} if isinstance(obs, dict) else np.asarray(obs)[None]
+        enc = encode_obs(self.obs_spec, space, batched)
+        first = np.array([state is None])
+        action, _, carry = self.policy(enc, first, state or self.initial(1), explore=explore)
+        env_action = self.act_spec.to_env(action)
+        return env_action[0], carry
+
+    _obs_space: Any = None  # set by load(): the env's native observation space
+
+    # -- learning ----------------------------------------------------------------------------
+    def _loss(self, batch: dict[str, torch.Tensor]):
+        ctx = torch.autocast("cuda", torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        with ctx:
+            return self.model.loss(batch)
+
+    def to_batch(self, data: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        pin = self.device.type == "cuda"
+        out = {}
+        for k, v in data.items():
+            t = torch.from_numpy(np.ascontiguousarray(v))
+            out[k] = (t.pin_memory() if pin else t).to(self.device, non_blocking=pin)
+        return out
+
+    def train_step(self, data: dict[str, np.ndarray]) -> dict[str, float]:
+        batch = self.to_batch(data)
+        total, losses, post = self._loss_step(batch)
+        metrics = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
+        if not torch.isfinite(total):
+            self.skipped_updates += 1
+            bad = [k for k, v in losses.items() if not torch.isfinite(v)]
+            metrics["train/nonfinite_loss"] = ",".join(bad) or "total"
+            return metrics
+        self.model_opt.zero_grad(set_to_none=True)
+        total.backward()
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.model_clip)
+        if not torch.isfinite(norm):
+            self.skipped_updates += 1
+            metrics["train/nonfinite_loss"] = "gradient"
+            return metrics
+        self.model_opt.step()
+        metrics["train/model_grad_norm"] = float(norm)
+        # imagination starts: every posterior state of the batch, flattened (N = B*T)
+        start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
+        start_cont = 1.0 - batch["is_terminal"].float().flatten()
+        weight = batch["mask"].float().flatten()
+        if self.max_starts and len(weight) > self.max_starts:
+            idx = torch.randperm(len(weight), device=self.device)[: self.max_starts]
+            start = {k: v[idx] for k, v in start.items()}
+            start_cont, weight = start_cont[idx], weight[idx]
+        metrics.update(self.planner.update(self.model, start, start_cont, weight))
+        self.updates += 1
+        return metrics
+
+    # -- persistence ----------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "model_opt": self.model_opt.state_dict(),
+                "planner": self.planner.state_dict(), "updates": self.updates,
+                "skipped_updates": self.skipped_updates}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.model_opt.load_state_dict(state["model_opt"])
+        self.planner.load_state_dict(state["planner"])
+        self.updates = int(state["updates"])
+        self.skipped_updates = int(state.get("skipped_updates", 0))

@@ -1,0 +1,130 @@
+"""The Python API: the same jobs as the CLI, for scripts and notebooks.
+
+  import worldmodel
+  result = worldmodel.train(env="CartPole-v1", presets=["debug"], overrides={"run.steps": 500})
+  agent = worldmodel.load(result["logdir"])
+  action, state = agent.act(obs, state)          # state=None at an episode start
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+
+from worldmodel import checkpoint
+from worldmodel.config import Config, ConfigError, load_config
+from worldmodel.train import (Trainer, default_logdir, env_factory, evaluate, load_run_config,
+                              save_config, setup_torch)
+
+# Settings that may differ between a run and its resumption without breaking it.
+SAFE_ON_RESUME = ("run.steps", "run.log_every", "run.checkpoint_every", "run.keep_checkpoints",
+                  "run.eval_every", "run.eval_episodes", "run.progress", "run.threads", "run.device",
+                  "run.logdir")
+
+
+def _diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    from worldmodel.config import flatten
+    a, b = flatten(old), flatten(new)
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+
+
+def train(env: str | Callable[[], gym.Env] | None = None, config: Config | dict | None = None,
+          presets: list[str] | None = None, overrides: dict[str, Any] | None = None,
+          resume: bool | None = None) -> dict[str, Any]:
+    """Train an agent; returns {"logdir", "return", ...}. `env` may be an id or a
+    constructor; `config` a Config or a dict of dotted keys; overrides are dotted keys."""
+    overrides = dict(overrides or {})
+    if isinstance(config, dict):
+        overrides = {**config, **overrides}
+    if isinstance(env, str):
+        overrides["env.id"] = env
+    elif env is not None:
+        overrides.setdefault("env.id", getattr(env, "__name__", "custom"))
+    cfg = config if isinstance(config, Config) else load_config(presets if presets is not None else ["small"], overrides)
+    logdir = Path(cfg.run.logdir) if cfg.run.logdir else default_logdir(cfg)
+    has_ckpt = bool(checkpoint.list_checkpoints(logdir / "checkpoints"))
+    if resume is None:
+        resume = has_ckpt
+    if resume and has_ckpt:
+        saved = load_run_config(logdir)
+        if saved is not None:
+            changes = {k: v for k, v in _diff(saved, cfg.to_dict()).items()}
+            unsafe = {k: v for k, v in changes.items() if k not in SAFE_ON_RESUME}
+            if unsafe:
+                k, (old, new) = next(iter(unsafe.items()))
+                raise ConfigError(f"cannot resume {logdir}: '{k}' changed from {old!r} to {new!r}, which "
+                                  f"the saved run cannot take; use a new --logdir or --no-resume")
+            for k, (old, new) in changes.items():
+                print(f"resume: {k}: {old!r} -> {new!r}")
+    elif has_ckpt and resume is False:
+        raise ConfigError(f"{logdir} already holds a run; resume it (drop --no-resume) or choose a new --logdir")
+    try:
+        save_config(cfg, logdir)
+    except OSError as exc:
+        raise PermissionError(f"cannot write the run directory {logdir}: {exc.strerror}") from None
+    trainer = Trainer(cfg, logdir, env if callable(env) else None)
+    if resume and has_ckpt:
+        restore(trainer)
+    summary = trainer.run()
+    summary["logdir"] = str(logdir)
+    return summary
+
+
+def restore(trainer: Trainer) -> None:
+    import torch
+    found = checkpoint.load_latest(trainer.logdir / "checkpoints", trainer.device)
+    if found is None:
+        return
+    path, state = found
+    try:
+        trainer.agent.load_state_dict(state["agent"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise checkpoint.CheckpointError(f"{path} does not match this model: {str(exc).splitlines()[0]}") from None
+    c = state["counters"]
+    trainer.step, trainer.episodes, trainer.credit = int(c["step"]), int(c["episodes"]), float(c["credit"])
+    for k in trainer.counters:
+        trainer.counters[k] = int(c.get(k, 0))
+    torch.set_rng_state(state["rng"]["torch"])
+    trainer.rng.bit_generator.state = state["rng"]["numpy"]
+    trainer.replay.rng.bit_generator.state = state["rng"]["replay"]
+    print(f"resumed from {path} at step {trainer.step}")
+
+
+def _run_config(run: str | Path, overrides: dict[str, Any] | None = None) -> Config:
+    saved = load_run_config(Path(run))
+    if saved is None:
+        raise FileNotFoundError(f"{run} is not a run directory (no config.yaml); pass the --logdir of a training run")
+    return load_config((), overrides or {}, base=saved)
+
+
+def load(run: str | Path, device: str = "cpu"):
+    """Load a trained agent from its run directory for acting: `agent.act(obs, state)`."""
+    from worldmodel.agent import Agent
+    cfg = _run_config(run)
+    import torch
+    setup_torch(cfg)
+    env = env_factory(cfg)()
+    from envs.spaces import action_spec, obs_spec
+    agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), torch.device(device))
+    agent._obs_space = env.observation_space
+    env.close()
+    found = checkpoint.load_latest(Path(run) / "checkpoints", device)
+    if found is None:
+        raise checkpoint.CheckpointError(f"{run} has no checkpoint yet; train it first")
+    path, state = found
+    try:
+        agent.load_state_dict(state["agent"])
+    except (RuntimeError, KeyError, ValueError) as exc:
+        raise checkpoint.CheckpointError(f"{path} does not match the run's config: {str(exc).splitlines()[0]}") from None
+    return agent
+
+
+def evaluate_run(run: str | Path, episodes: int = 10, shield: str | None = None, seed: int = 12345,
+                 overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    cfg = _run_config(run, overrides)
+    agent = load(run)
+    rules = cfg.shield.rules if shield != "off" else ""
+    if shield == "on" and not rules:
+        raise ConfigError(f"{run} was trained without rules; pass --shield.rules FILE to evaluate with a shield")
+    return evaluate(agent, env_factory(cfg), episodes, seed=seed, shield_rules=rules)

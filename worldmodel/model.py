@@ -1,0 +1,148 @@
+"""WorldModel = encoders + RSSM + decoder + reward / continue / cost heads.
+
+Planners, the shield and the video code use it only through its verbs:
+  initial(B) -> state                       the empty latent state
+  observe(state, obs, prev_action, is_first) -> state   one real step (acting)
+  imagine(state, policy_or_actions, H) -> (feats (N, H+1, F), actions (N, H, A), state)
+  decode(feat) -> {key: obs}                predicted observations (env units for vectors)
+  reward(feat), cont(feat), cost(feat)      predicted reward, continue probability, rule cost
+and the trainer through `loss(batch)`.
+
+Legend: B batch, T time, F feature = deter + stoch*classes, K two-hot bins.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from envs.spaces import ObsSpec
+from worldmodel.dists import TwoHot, symexp, symlog
+from worldmodel.nets import MLP, ImageDecoder, ImageEncoder
+from worldmodel.rssm import RSSM, State
+
+
+class WorldModel(nn.Module):
+    def __init__(self, obs_spec: ObsSpec, action_dim: int, *, deter: int, stoch: int, classes: int,
+                 hidden: int, unimix: float, units: int, layers: int, cnn_depth: int,
+                 bins: int, free_nats: float, loss_scales: dict[str, float]) -> None:
+        super().__init__()
+        self.obs_spec, self.action_dim = obs_spec, action_dim
+        self.free_nats, self.loss_scales = free_nats, dict(loss_scales)
+        self.vec_keys = [k for k in obs_spec.keys if k.kind == "vector"]
+        self.img_keys = [k for k in obs_spec.keys if k.kind == "image"]
+        vec_dim = sum(k.shape[0] for k in self.vec_keys)
+        embed = 0
+        if self.vec_keys:
+            self.vec_encoder = MLP(vec_dim, None, units, layers)
+            embed += self.vec_encoder.out_dim
+        self.img_encoders = nn.ModuleDict({k.name: ImageEncoder(k.shape, cnn_depth) for k in self.img_keys})
+        embed += sum(e.out_dim for e in self.img_encoders.values())
+        self.rssm = RSSM(action_dim, embed, deter, stoch, classes, hidden, unimix)
+        feat = self.rssm.feat_dim
+        if self.vec_keys:
+            self.vec_decoder = MLP(feat, vec_dim, units, layers)
+        self.img_decoders = nn.ModuleDict({k.name: ImageDecoder(feat, k.shape, cnn_depth) for k in self.img_keys})
+        self.reward_head = MLP(feat, bins, units, layers, out_scale=0.0)
+        self.cont_head = MLP(feat, 1, units, layers)
+        self.cost_head = MLP(feat, 1, units, layers)  # trained on the shield's labels when rules are on
+        self.twohot = TwoHot(bins)
+
+    @property
+    def feat_dim(self) -> int:
+        return self.rssm.feat_dim
+
+    def _apply(self, fn, recurse=True):  # keep the two-hot bins on the module's device
+        out = super()._apply(fn, recurse)
+        self.twohot.to(self.reward_head.head.weight.device)
+        return out
+
+    # -- encoders ----------------------------------------------------------------------
+    def embed(self, obs: dict[str, torch.Tensor]) -> torch.Tensor:
+        """obs {key: (..., *shape)} -> embedding (..., E)."""
+        parts = []
+        if self.vec_keys:
+            vec = torch.cat([obs[k.name].float() for k in self.vec_keys], -1)
+            parts.append(self.vec_encoder(symlog(vec)))
+        for k in self.img_keys:
+            img = obs[k.name]
+            lead = img.shape[:-3]
+            parts.append(self.img_encoders[k.name](img.reshape(-1, *img.shape[-3:])).reshape(*lead, -1))
+        return torch.cat(parts, -1)
+
+    # -- verbs ----------------------------------------------------------------------------
+    def initial(self, batch: int) -> State:
+        return self.rssm.initial(batch)
+
+    def observe(self, state: State, obs: dict[str, torch.Tensor], prev_action: torch.Tensor,
+                is_first: torch.Tensor) -> State:
+        """One real step for acting: posterior state after seeing obs (B, ...)."""
+        return self.rssm.obs_step(state, prev_action, self.embed(obs), is_first)
+
+    def imagine(self, state: State, policy: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
+                horizon: int) -> tuple[torch.Tensor, torch.Tensor, State]:
+        return self.rssm.imagine(state, policy, horizon)
+
+    def feat(self, state: State) -> torch.Tensor:
+        return self.rssm.feat(state)
+
+    def decode(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
+        """feat (..., F) -> predicted obs {key: (..., *shape)}: vectors in env units,
+        images as uint8-range floats in [0, 255]."""
+        out = {}
+        if self.vec_keys:
+            vec = symexp(self.vec_decoder(feat))
+            for k, part in zip(self.vec_keys, vec.split([k.shape[0] for k in self.vec_keys], -1)):
+                out[k.name] = part
+        for k in self.img_keys:
+            lead = feat.shape[:-1]
+            img = self.img_decoders[k.name](feat.reshape(-1, feat.shape[-1]))
+            out[k.name] = ((img + 0.5) * 255.0).clamp(0, 255).reshape(*lead, *k.shape)
+        return out
+
+    def reward(self, feat: torch.Tensor) -> torch.Tensor:
+        return self.twohot.mean(self.reward_head(feat))
+
+    def cont(self, feat: torch.Tensor) -> torch.Tensor:
+        """Probability that the episode continues after this state."""
+        return torch.sigmoid(self.cont_head(feat).squeeze(-1).float())
+
+    def cost(self, feat: torch.Tensor) -> torch.Tensor:
+        """Predicted probability that this state's action is a rule violation."""
+        return torch.sigmoid(self.cost_head(feat).squeeze(-1).float())
+
+    # -- training ---------------------------------------------------------------------------
+    def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
+        """batch: obs keys (B, T, ...), action (B, T, A) taken at each obs, reward, is_first,
+        is_terminal, mask (B, T) (0 = padding past the episode end), optional cost (B, T).
+        Returns (total loss, per-term losses, posterior states (B, T, ...))."""
+        obs = {k.name: batch[k.name] for k in self.obs_spec.keys}
+        mask = batch["mask"].float()
+        # the action that led to obs_t is the one taken at obs_{t-1}
+        prev_action = torch.cat([torch.zeros_like(batch["action"][:, :1]), batch["action"][:, :-1]], 1)
+        post, prior = self.rssm.observe(self.embed(obs), prev_action, batch["is_first"])
+        feat = self.rssm.feat(post)
+        dyn, rep, kl = self.rssm.kl_loss(post["logits"], prior["logits"], self.free_nats)
+        terms: dict[str, torch.Tensor] = {"dyn": dyn, "rep": rep}
+        rec = torch.zeros_like(mask)
+        if self.vec_keys:
+            target = symlog(torch.cat([obs[k.name].float() for k in self.vec_keys], -1))
+            rec = rec + ((self.vec_decoder(feat) - target) ** 2).sum(-1)
+        for k in self.img_keys:
+            pred = self.img_decoders[k.name](feat.reshape(-1, feat.shape[-1])).reshape(*feat.shape[:2], *k.shape)
+            target = obs[k.name].float() / 255.0 - 0.5
+            rec = rec + ((pred - target) ** 2).sum((-1, -2, -3))
+        terms["rec"] = rec
+        terms["reward"] = self.twohot.loss(self.reward_head(feat), batch["reward"])
+        cont_target = 1.0 - batch["is_terminal"].float()
+        terms["cont"] = nn.functional.binary_cross_entropy_with_logits(
+            self.cont_head(feat).squeeze(-1).float(), cont_target, reduction="none")
+        if "cost" in batch and self.loss_scales.get("cost", 0.0) > 0:
+            terms["cost"] = nn.functional.binary_cross_entropy_with_logits(
+                self.cost_head(feat).squeeze(-1).float(), batch["cost"].float().clamp(0, 1), reduction="none")
+        denom = mask.sum().clamp(min=1.0)
+        losses = {k: (v.float() * mask).sum() / denom for k, v in terms.items()}
+        total = sum(self.loss_scales.get(k, 1.0) * v for k, v in losses.items())
+        losses["kl"] = (kl * mask).sum() / denom
+        return total, losses, post

@@ -1,0 +1,157 @@
+"""The recurrent state-space model (RSSM) of DreamerV3.
+
+State = deterministic h (B, D) from a normed GRU + stochastic z (B, S*C): S categorical
+variables with C classes each, sampled one-hot with straight-through gradients and a 1%
+uniform mix. Features for every head are feat = [h, z] (B, D + S*C).
+
+  prior      p(z_t | h_t)               -- what the model imagines
+  posterior  q(z_t | h_t, embed(o_t))   -- what it infers when it sees the observation
+  h_t = GRU(h_{t-1}, [z_{t-1}, a_{t-1}])
+
+Legend: B batch, T time, H horizon, D deter, S stoch, C classes, E embed, A action.
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from worldmodel.dists import categorical_kl, onehot_straight_through, unimix_logits
+from worldmodel.nets import MLP, Norm, init_linear
+
+State = dict[str, torch.Tensor]  # {"deter": (B, D), "stoch": (B, S*C), "logits": (B, S, C)}
+
+
+class NormGRU(nn.Module):
+    """DreamerV3's GRU: one normed linear layer gives reset, candidate and update; the
+    update gate is biased towards keeping the state (sigmoid(u - 1))."""
+
+    def __init__(self, in_dim: int, deter: int) -> None:
+        super().__init__()
+        self.linear = init_linear(nn.Linear(in_dim + deter, 3 * deter, bias=False))
+        self.norm = Norm(3 * deter)
+
+    def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        parts = self.norm(self.linear(torch.cat([x, h], -1)))
+        reset, cand, update = parts.chunk(3, -1)
+        cand = torch.tanh(torch.sigmoid(reset) * cand)
+        update = torch.sigmoid(update - 1.0)
+        return update * cand + (1 - update) * h
+
+
+class RSSM(nn.Module):
+    def __init__(self, action_dim: int, embed_dim: int, deter: int = 512, stoch: int = 32,
+                 classes: int = 32, hidden: int = 256, unimix: float = 0.01) -> None:
+        super().__init__()
+        self.deter, self.stoch, self.classes, self.unimix = deter, stoch, classes, unimix
+        self.feat_dim = deter + stoch * classes
+        # Input to the GRU: linear in [z, a], split so the action part of a whole
+        # sequence can be projected in one matmul before the time loop.
+        self.img_z = init_linear(nn.Linear(stoch * classes, hidden, bias=False))
+        self.img_a = init_linear(nn.Linear(action_dim, hidden, bias=False))
+        self.img_norm = Norm(hidden)
+        self.gru = NormGRU(hidden, deter)
+        self.prior_net = MLP(deter, stoch * classes, hidden, 1)
+        # Posterior: linear in [h, embed], the embed part is likewise precomputed.
+        self.post_h = init_linear(nn.Linear(deter, hidden, bias=False))
+        self.post_e = init_linear(nn.Linear(embed_dim, hidden, bias=False))
+        self.post_norm = Norm(hidden)
+        self.post_out = init_linear(nn.Linear(hidden, stoch * classes))
+
+    # -- state helpers ---------------------------------------------------------------
+    def initial(self, batch: int, device: torch.device | str | None = None) -> State:
+        device = device or self.post_out.weight.device
+        return {"deter": torch.zeros(batch, self.deter, device=device),
+                "stoch": torch.zeros(batch, self.stoch * self.classes, device=device),
+                "logits": torch.zeros(batch, self.stoch, self.classes, device=device)}
+
+    @staticmethod
+    def feat(state: State) -> torch.Tensor:
+        return torch.cat([state["deter"], state["stoch"]], -1)
+
+    def _logits(self, raw: torch.Tensor) -> torch.Tensor:
+        return unimix_logits(raw.reshape(*raw.shape[:-1], self.stoch, self.classes).float(), self.unimix)
+
+    def _sample(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        return onehot_straight_through(logits, generator).flatten(-2)
+
+    # -- one step ----------------------------------------------------------------------
+    def _gru_step(self, state: State, a_proj: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.silu(self.img_norm(self.img_z(state["stoch"]) + a_proj))
+        return self.gru(x, state["deter"])
+
+    def _posterior(self, deter: torch.Tensor, e_proj: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.silu(self.post_norm(self.post_h(deter) + e_proj))
+        return self._logits(self.post_out(x))
+
+    def img_step(self, state: State, action: torch.Tensor,
+                 generator: torch.Generator | None = None) -> State:
+        """Imagine one step: (state_t, a_t) -> prior state_{t+1}."""
+        deter = self._gru_step(state, self.img_a(action))
+        logits = self._logits(self.prior_net(deter))
+        return {"deter": deter, "stoch": self._sample(logits, generator), "logits": logits}
+
+    def obs_step(self, state: State, prev_action: torch.Tensor, embed: torch.Tensor,
+                 is_first: torch.Tensor, generator: torch.Generator | None = None) -> State:
+        """Observe one step: (state_{t-1}, a_{t-1}, embed_t) -> posterior state_t.
+        `is_first` (B,) resets the state and zeroes the previous action."""
+        keep = (~is_first.bool()).float().unsqueeze(-1)
+        state = {k: v * (keep if v.dim() == 2 else keep.unsqueeze(-1)) for k, v in state.items()}
+        deter = self._gru_step(state, self.img_a(prev_action * keep))
+        logits = self._posterior(deter, self.post_e(embed))
+        return {"deter": deter, "stoch": self._sample(logits, generator), "logits": logits}
+
+    # -- sequences -----------------------------------------------------------------------
+    def observe(self, embed: torch.Tensor, prev_action: torch.Tensor, is_first: torch.Tensor,
+                state: State | None = None) -> tuple[State, State]:
+        """Posterior and prior over a sequence.
+        embed (B, T, E), prev_action (B, T, A) = action taken before each obs, is_first (B, T).
+        Returns (post, prior), each {deter (B, T, D), stoch (B, T, S*C), logits (B, T, S, C)}."""
+        B, T = embed.shape[:2]
+        state = state or self.initial(B, embed.device)
+        keep = (~is_first.bool()).float().unsqueeze(-1)  # (B, T, 1)
+        a_proj = self.img_a(prev_action * keep)  # (B, T, hidden), one matmul for all steps
+        e_proj = self.post_e(embed)
+        deters, stochs, logits_all = [], [], []
+        deter, stoch = state["deter"], state["stoch"]
+        for t in range(T):
+            k = keep[:, t]
+            deter, stoch = deter * k, stoch * k
+            x = nn.functional.silu(self.img_norm(self.img_z(stoch) + a_proj[:, t]))
+            deter = self.gru(x, deter)
+            logits = self._posterior(deter, e_proj[:, t])
+            stoch = self._sample(logits)
+            deters.append(deter)
+            stochs.append(stoch)
+            logits_all.append(logits)
+        deter_seq = torch.stack(deters, 1)
+        post = {"deter": deter_seq, "stoch": torch.stack(stochs, 1), "logits": torch.stack(logits_all, 1)}
+        prior_logits = self._logits(self.prior_net(deter_seq))  # all T priors in one call
+        prior = {"deter": deter_seq, "stoch": self._sample(prior_logits), "logits": prior_logits}
+        return post, prior
+
+    def imagine(self, start: State, policy: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
+                horizon: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """Roll the prior forward from `start` (N, ...).
+        `policy` maps feat (N, F) -> action (N, A), or is a tensor of actions (N, horizon, A).
+        Returns feats (N, H+1, F), actions (N, H, A), and the final state."""
+        state = start
+        feats, actions = [self.feat(state)], []
+        for t in range(horizon):
+            action = policy[:, t] if torch.is_tensor(policy) else policy(feats[-1])
+            state = self.img_step(state, action, generator)
+            feats.append(self.feat(state))
+            actions.append(action)
+        return torch.stack(feats, 1), torch.stack(actions, 1), state
+
+    @staticmethod
+    def kl_loss(post_logits: torch.Tensor, prior_logits: torch.Tensor,
+                free_nats: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """KL balancing with free bits. Logits (..., S, C).
+        dyn = max(free, KL(sg(post) || prior))  trains the prior towards the posterior;
+        rep = max(free, KL(post || sg(prior)))  keeps the posterior predictable.
+        Returns (dyn, rep, raw KL), each (...)."""
+        dyn = categorical_kl(post_logits.detach(), prior_logits)
+        rep = categorical_kl(post_logits, prior_logits.detach())
+        return dyn.clamp(min=free_nats), rep.clamp(min=free_nats), dyn.detach()

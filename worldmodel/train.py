@@ -1,0 +1,251 @@
+"""The training loop: env driver -> (shield) -> replay -> world-model + planner updates,
+with logging, evaluation and checkpoints hanging off it.
+
+One iteration steps every env once (E env steps), stores the E transitions, then runs as
+many updates as the replay ratio asks for: ratio / (batch * length) updates per env step.
+"""
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from envs import Driver, make_factory
+from worldmodel import checkpoint
+from worldmodel.agent import Agent, pick_device
+from worldmodel.config import Config
+from worldmodel.logger import Logger
+from worldmodel.replay import Replay
+
+
+def setup_torch(cfg: Config) -> torch.device:
+    threads = cfg.run.threads or min(4, torch.get_num_threads())
+    torch.set_num_threads(threads)
+    return pick_device(cfg.run.device)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def env_factory(cfg: Config, env: str | Callable[[], gym.Env] | None = None) -> Callable[[], gym.Env]:
+    e = cfg.env
+    return make_factory(env if env is not None else e.id, e.kwargs.to_dict() if hasattr(e.kwargs, "to_dict") else dict(e.kwargs),
+                        tuple(e.imports), obs=e.obs, image_size=e.image_size)
+
+
+def replay_fields(agent: Agent) -> dict[str, tuple[tuple[int, ...], Any]]:
+    fields: dict[str, tuple[tuple[int, ...], Any]] = {
+        k.name: (k.shape, np.uint8 if k.kind == "image" else np.float32) for k in agent.obs_spec.keys}
+    fields.update(action=((agent.act_spec.dim,), np.float32), reward=((), np.float32),
+                  is_first=((), bool), is_last=((), bool), is_terminal=((), bool), cost=((), np.float32))
+    return fields
+
+
+def random_actions(agent: Agent, n: int, rng: np.random.Generator) -> np.ndarray:
+    spec = agent.act_spec
+    if not spec.discrete:
+        return rng.uniform(-1, 1, (n, spec.dim)).astype(np.float32)
+    parts = [np.eye(size, dtype=np.float32)[rng.integers(0, size, n)] for size in spec.sizes]
+    return np.concatenate(parts, -1)
+
+
+def load_shield(cfg: Config, driver: Driver):
+    """The shield for cfg.shield.rules, or None. Imported lazily: symbolic/ is optional at runtime."""
+    if not cfg.shield.rules:
+        return None
+    from symbolic import Shield, load_rules
+    rules = load_rules(cfg.shield.rules, driver.observation_space, driver.action_space)
+    return Shield(rules, driver.action_space, driver.num_envs)
+
+
+class Trainer:
+    """Owns the driver, agent, replay, shield and counters of one run directory."""
+
+    def __init__(self, cfg: Config, logdir: Path, env: Callable[[], gym.Env] | None = None) -> None:
+        self.cfg, self.logdir = cfg, Path(logdir)
+        self.device = setup_torch(cfg)
+        seed_everything(cfg.run.seed)
+        self.make_env = env_factory(cfg, env)
+        self.driver = Driver(self.make_env, cfg.env.workers, seed=cfg.run.seed, parallel=cfg.env.parallel)
+        self.agent = Agent(cfg, self.driver.obs_spec, self.driver.act_spec, self.device)
+        self.agent._obs_space = self.driver.observation_space
+        self.replay = Replay(cfg.replay.capacity, cfg.env.workers, replay_fields(self.agent), seed=cfg.run.seed)
+        self.shield = load_shield(cfg, self.driver)
+        self.rng = np.random.default_rng(cfg.run.seed)
+        self.step = 0
+        self.episodes = 0
+        self.credit = 0.0
+        self.counters = {"vetoes": 0, "executed_violations": 0, "dead_ends": 0}
+
+    # -- persistence ------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {"agent": self.agent.state_dict(),
+                "counters": {"step": self.step, "episodes": self.episodes, "credit": self.credit,
+                             **self.counters},
+                "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
+                        "replay": self.replay.rng.bit_generator.state},
+                "config": self.cfg.to_dict()}
+
+    def save(self) -> Path:
+        return checkpoint.save(self.logdir / "checkpoints", self.step, self.state_dict(),
+                               self.cfg.run.keep_checkpoints)
+
+    # -- the loop ---------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        per_update = cfg.replay.batch * cfg.replay.length
+        logger = Logger(self.logdir, cfg.run.steps, self.step, cfg.run.progress)
+        E = self.driver.num_envs
+        step_data = self.driver.reset()
+        carry = self.agent.initial(E)
+        pending_cost = np.zeros(E, np.float32)
+        window: dict[str, list[float]] = {}
+        recent_returns: list[float] = []
+        next_log = self.step + cfg.run.log_every
+        next_ckpt = self.step + cfg.run.checkpoint_every
+        next_eval = self.step + cfg.run.eval_every if cfg.run.eval_every else None
+        t_start, steps_start, updates_start = time.time(), self.step, self.agent.updates
+        summary: dict[str, Any] = {}
+        try:
+            while self.step < cfg.run.steps:
+                mask = None
+                if self.shield is not None and self.agent.act_spec.kind == "discrete":
+                    mask = self.shield.rules.allowed_actions(step_data.raw_obs)
+                action, info, carry = self.agent.policy(step_data.obs, step_data.is_first, carry, mask)
+                if self.step < cfg.train.prefill:
+                    action = random_actions(self.agent, E, self.rng)
+                env_action = self.agent.act_spec.to_env(action)
+                cost_now = np.zeros(E, np.float32)
+                if self.shield is not None:
+                    env_action, sinfo = self.shield.filter(step_data.raw_obs, env_action,
+                                                           info.get("preferences"), step_data.is_first)
+                    cost_now = np.asarray(sinfo["cost"], np.float32)
+                    self.counters["vetoes"] += int(np.sum(sinfo["vetoed"] & ~step_data.is_last))
+                    self.counters["executed_violations"] += int(np.sum(sinfo["executed_violation"] & ~step_data.is_last))
+                    self.counters["dead_ends"] += int(np.sum(sinfo["dead_end"] & ~step_data.is_last))
+                    action = self.agent.act_spec.from_env(env_action)
+                    carry = self.agent.executed(carry, action)
+                # the action at an episode's last obs is never executed: store zeros
+                stored = np.where(step_data.is_last[:, None], 0.0, action).astype(np.float32)
+                self.replay.add({**step_data.obs, "action": stored, "reward": step_data.reward,
+                                 "is_first": step_data.is_first, "is_last": step_data.is_last,
+                                 "is_terminal": step_data.is_terminal, "cost": pending_cost})
+                pending_cost = np.where(step_data.is_last, 0.0, cost_now).astype(np.float32)
+                step_data = self.driver.step(env_action)
+                self.step += E
+                for _, ret, length in step_data.ended:
+                    self.episodes += 1
+                    recent_returns.append(ret)
+                    logger.write("episodes", {"step": self.step, "return": ret, "length": length,
+                                              "episode": self.episodes})
+                if recent_returns:
+                    logger.progress(self.step, **{"return": float(np.mean(recent_returns[-10:]))})
+                # updates, as many as the replay ratio asks for
+                if self.step >= cfg.train.prefill:
+                    self.credit += E * cfg.train.ratio / per_update
+                    while self.credit >= 1.0:
+                        self.credit -= 1.0
+                        metrics = self.agent.train_step(self.replay.sample(cfg.replay.batch, cfg.replay.length))
+                        for k, v in metrics.items():
+                            if isinstance(v, float):
+                                window.setdefault(k, []).append(v)
+                logger.progress(self.step, updates=self.agent.updates,
+                                vetoes=self.counters["vetoes"] if self.shield is not None else None)
+                if self.step >= next_log or self.step >= cfg.run.steps:
+                    next_log += cfg.run.log_every
+                    elapsed = time.time() - t_start
+                    record = {"step": self.step, "episodes": self.episodes, "updates": self.agent.updates,
+                              "fps": (self.step - steps_start) / max(elapsed, 1e-9),
+                              "ups": (self.agent.updates - updates_start) / max(elapsed, 1e-9),
+                              "skipped_updates": self.agent.skipped_updates,
+                              **{k: float(np.mean(v)) for k, v in window.items()}}
+                    if recent_returns:
+                        record["return"] = float(np.mean(recent_returns[-10:]))
+                    if self.shield is not None:
+                        record.update({f"shield/{k}": v for k, v in self.counters.items()})
+                    logger.write("metrics", record)
+                    window.clear()
+                    summary = record
+                if next_eval is not None and self.step >= next_eval:
+                    next_eval += cfg.run.eval_every
+                    result = evaluate(self.agent, self.make_env, cfg.run.eval_episodes,
+                                      seed=cfg.run.seed + 10_000 + self.step, shield_rules=cfg.shield.rules)
+                    logger.write("eval", {"step": self.step, **result})
+                if self.step >= next_ckpt:
+                    next_ckpt += cfg.run.checkpoint_every
+                    self.save()
+            self.save()
+        finally:
+            logger.close()
+            self.driver.close()
+        summary["returns"] = recent_returns
+        return summary
+
+
+@torch.no_grad()
+def evaluate(agent: Agent, make_env: Callable[[], gym.Env], episodes: int, seed: int = 0,
+             shield_rules: str = "", explore: bool = False) -> dict[str, Any]:
+    """Run `episodes` episodes in parallel envs (one each) with the greedy policy."""
+    driver = Driver(make_env, episodes, seed=seed)
+    shield = None
+    if shield_rules:
+        from symbolic import Shield, load_rules
+        shield = Shield(load_rules(shield_rules, driver.observation_space, driver.action_space),
+                        driver.action_space, episodes)
+    returns = np.full(episodes, np.nan)
+    lengths = np.zeros(episodes, np.int64)
+    vetoes = np.zeros(episodes, np.int64)
+    violations = np.zeros(episodes, np.int64)
+    step = driver.reset()
+    carry = agent.initial(episodes)
+    try:
+        while np.isnan(returns).any():
+            mask = None
+            if shield is not None and agent.act_spec.kind == "discrete":
+                mask = shield.rules.allowed_actions(step.raw_obs)
+            action, info, carry = agent.policy(step.obs, step.is_first, carry, mask, explore=explore)
+            env_action = agent.act_spec.to_env(action)
+            if shield is not None:
+                env_action, sinfo = shield.filter(step.raw_obs, env_action, info.get("preferences"), step.is_first)
+                live = np.isnan(returns) & ~step.is_last
+                vetoes += sinfo["vetoed"] & live
+                violations += sinfo["executed_violation"] & live
+                carry = agent.executed(carry, agent.act_spec.from_env(env_action))
+            step = driver.step(env_action)
+            for i, ret, length in step.ended:
+                if np.isnan(returns[i]):
+                    returns[i], lengths[i] = ret, length
+    finally:
+        driver.close()
+    out = {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
+           "length_mean": float(lengths.mean()), "episodes": episodes, "returns": returns.tolist()}
+    if shield is not None:
+        out.update(vetoes=int(vetoes.sum()), executed_violations=int(violations.sum()))
+    return out
+
+
+def save_config(cfg: Config, logdir: Path) -> None:
+    logdir.mkdir(parents=True, exist_ok=True)
+    checkpoint.atomic_write_bytes(logdir / "config.yaml", lambda f: f.write(cfg.to_yaml().encode()))
+
+
+def default_logdir(cfg: Config) -> Path:
+    name = str(cfg.env.id).replace("/", "-").replace(":", "-")
+    return Path("runs") / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def load_run_config(logdir: Path) -> dict[str, Any] | None:
+    path = Path(logdir) / "config.yaml"
+    if not path.exists():
+        return None
+    from ruamel.yaml import YAML
+    return json.loads(json.dumps(YAML(typ="safe").load(path.read_text())))
