@@ -4,17 +4,12 @@ Importing this package registers the built-in `worldmodel/...` envs with Gymnasi
 (string entry points only; nothing heavy is imported).
 """
 from envs.builtin import register_builtins
+from envs.check import check_env_report
 from envs.driver import Driver, EnvError, Step
 from envs.resolve import EnvFactory, list_envs, make_factory, parse_env_kwargs
 from envs.spaces import ActionSpec, ObsKey, ObsSpec, SpaceError, action_spec, obs_spec
 
 register_builtins()
-
-
-def check_env_report(*args, **kwargs):  # noqa: ANN002, ANN003 - see envs.check.check_env_report
-    """Lazy alias of `envs.check.check_env_report` (keeps `import envs` cheap)."""
-    from envs.check import check_env_report as report
-    return report(*args, **kwargs)
 
 
 __all__ = ["ActionSpec", "Driver", "EnvError", "EnvFactory", "ObsKey", "ObsSpec", "SpaceError",

@@ -84,11 +84,12 @@ def _reward_ok(reward: Any) -> bool:
     return math.isfinite(float(reward))
 
 
-class CheckedEnv(gym.Wrapper):
+class CheckedEnv(gym.Wrapper, gym.utils.RecordConstructorArgs):
     """Pass-through wrapper whose only job is raising a one-line EnvError on API breaks."""
 
     def __init__(self, env: gym.Env) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self)  # so env.spec.make() can rebuild it
+        gym.Wrapper.__init__(self, env)
         self._name = env_name(env)
         self._calls = 0
 

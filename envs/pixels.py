@@ -68,11 +68,12 @@ def _frame_error(env: gym.Env, why: str) -> EnvError:
                     "when render_mode='rgb_array'")
 
 
-class PixelObservation(gym.ObservationWrapper):
+class PixelObservation(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Replace the observation with the env's rgb_array frame, resized to (S, S, 3) uint8."""
 
     def __init__(self, env: gym.Env, size: int = 64) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, size=size)
+        gym.ObservationWrapper.__init__(self, env)
         if env.render_mode != "rgb_array":
             raise _frame_error(env, f"it was made with render_mode={env.render_mode!r} "
                                     f"(supported: {env.metadata.get('render_modes', [])})")
@@ -104,7 +105,7 @@ def needs_resize(space: gym.Space, size: int) -> bool:
     return _resized_space(space, size) is not space
 
 
-class ResizeImages(gym.ObservationWrapper):
+class ResizeImages(gym.ObservationWrapper, gym.utils.RecordConstructorArgs):
     """Resize every image in the observation (a Box or top-level Dict keys) to (S, S, C).
 
     Only what envs/spaces.py calls an image (uint8 HxWxC with sides >= 16) is touched;
@@ -112,7 +113,8 @@ class ResizeImages(gym.ObservationWrapper):
     """
 
     def __init__(self, env: gym.Env, size: int = 64) -> None:
-        super().__init__(env)
+        gym.utils.RecordConstructorArgs.__init__(self, size=size)
+        gym.ObservationWrapper.__init__(self, env)
         self.size = size
         space = env.observation_space
         if isinstance(space, gym.spaces.Dict):

@@ -158,8 +158,18 @@ class EnvFactory:
 
     def _make(self, kwargs: dict[str, Any]) -> gym.Env:
         if isinstance(self.target, str):
-            return gym.make(self.target, **kwargs)
+            # CheckedEnv must see the env's own step(): gymnasium's PassiveEnvChecker and
+            # TimeLimit unpack 5 values and would fail first, cryptically, on a 4-tuple. So
+            # CheckedEnv replaces the passive checker, and __call__ adds the TimeLimit
+            # outside it (`max_episode_steps` in --env-kwargs overrides the registered one).
+            return gym.make(self.target, max_episode_steps=-1, disable_env_checker=True, **kwargs)
         return self.target(**kwargs)
+
+    def _time_limit(self) -> int | None:
+        if not isinstance(self.target, str):
+            return None
+        limit = self.kwargs.get("max_episode_steps", gym.spec(self.target).max_episode_steps)
+        return None if limit is None or limit < 0 else int(limit)
 
     def __call__(self) -> gym.Env:
         for module in self.imports:  # again: a spawned worker process starts without them
@@ -167,6 +177,8 @@ class EnvFactory:
         if isinstance(self.target, str) and self.target.startswith(MINIGRID_PREFIXES):
             _resolve_id(self.target)
         kwargs = dict(self.kwargs)
+        for key in ("max_episode_steps", "disable_env_checker"):  # gym.make's, set in _make
+            kwargs.pop(key, None)
         want_frames = self.obs == "pixels" or self.render
         modes = _render_modes(self.target)
         if want_frames and "render_mode" not in kwargs and (modes is None or "rgb_array" in modes):
@@ -189,6 +201,9 @@ class EnvFactory:
             raise EnvError(f"{self.label} returned a {type(env).__name__}, not a gymnasium.Env; "
                            "return an instance of a gymnasium.Env subclass")
         env = CheckedEnv(env)
+        limit = self._time_limit()
+        if limit is not None:
+            env = gym.wrappers.TimeLimit(env, limit)
         if self.obs == "pixels":
             env = PixelObservation(env, self.image_size)
         elif needs_resize(env.observation_space, self.image_size):

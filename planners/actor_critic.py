@@ -44,7 +44,7 @@ class ActorCritic(nn.Module):
                  layers: int, horizon: int, gamma: float, lam: float, entropy: float, unimix: float,
                  min_std: float, max_std: float, slow_rate: float, slowreg: float, grad: str,
                  bins: int, actor_lr: float, critic_lr: float, actor_clip: float, critic_clip: float,
-                 retnorm_rate: float, eps: float = 1e-5) -> None:
+                 retnorm_rate: float, eps: float = 1e-5, cost_penalty: float = 0.0) -> None:
         super().__init__()
         self.actor = Actor(feat_dim, action_dim, sizes, units=units, layers=layers, unimix=unimix,
                            min_std=min_std, max_std=max_std)
@@ -57,6 +57,7 @@ class ActorCritic(nn.Module):
         self.grad = ("reinforce" if self.discrete else "dynamics") if grad == "auto" else grad
         self.actor_clip, self.critic_clip = actor_clip, critic_clip
         self.retnorm = ReturnNormalizer(rate=retnorm_rate)
+        self.cost_penalty = cost_penalty  # imagined reward penalty per unit of predicted rule cost
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=actor_lr, eps=eps)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=critic_lr, eps=eps)
 
@@ -85,43 +86,59 @@ class ActorCritic(nn.Module):
                weight: torch.Tensor) -> dict[str, float]:
         start = {k: v.detach() for k, v in start.items()}
         dynamics = self.grad == "dynamics"
+        logps: list[torch.Tensor] = []
+        entropies: list[torch.Tensor] = []
+
+        def policy(feat: torch.Tensor) -> torch.Tensor:
+            # The actor's log-prob and entropy are kept while imagining, so the actor is not
+            # run a second time over all N*H states for its loss.
+            dist = self.actor(feat if dynamics else feat.detach())
+            action = dist.rsample() if dynamics else dist.sample()
+            entropies.append(dist.entropy())
+            if not dynamics:
+                logps.append(dist.log_prob(action))
+            return action
+
         model.requires_grad_(False)  # the model is a fixed simulator here
         try:
-            with torch.set_grad_enabled(dynamics):
-                def policy(feat: torch.Tensor) -> torch.Tensor:
-                    dist = self.actor(feat if dynamics else feat.detach())
-                    return dist.rsample() if dynamics else dist.sample()
-                feat, action, _ = model.imagine(start, policy, self.horizon)  # (N, H+1, F), (N, H, A)
-                reward = model.reward(feat[:, 1:])  # (N, H)
-                cont = torch.cat([start_cont[:, None].float(), model.cont(feat[:, 1:])], 1)  # (N, H+1)
+            feat, action, _ = model.imagine(start, policy, self.horizon)  # (N, H+1, F), (N, H, A)
+            nxt = feat[:, 1:].contiguous()
+            reward = model.reward(nxt)  # (N, H)
+            if self.cost_penalty:
+                reward = reward - self.cost_penalty * model.cost(nxt)
+            cont = torch.cat([start_cont[:, None].float(), model.cont(nxt)], 1)  # (N, H+1)
         finally:
             model.requires_grad_(True)
         # weight of each imagined state: probability it is reached, times the start's weight
-        disc = torch.cumprod(cont * self.gamma, 1) / self.gamma  # (N, H+1)
-        state_weight = (disc * weight[:, None]).detach()
-        value = self.value(feat)  # (N, H+1), gradients reach the critic only via critic loss
+        disc = torch.cumprod(cont.detach() * self.gamma, 1) / self.gamma  # (N, H+1)
+        state_weight = (disc * weight[:, None]).detach()[:, :-1]  # (N, H)
+        feat_c = feat.detach()
+        logits = self.critic(feat_c)  # (N, H+1, K), one critic pass for returns and loss
+        if dynamics:  # returns must carry gradients through the values of imagined states
+            value = self.twohot.mean(self.critic(feat))
+        else:
+            value = self.twohot.mean(logits).detach()
         ret = lambda_returns(reward, cont[:, 1:], value, self.gamma, self.lam)  # (N, H)
         self.retnorm.update(ret)
         scale = self.retnorm.scale
-        dist = self.actor(feat[:, :-1].detach())
-        entropy = dist.entropy()  # (N, H)
+        entropy = torch.stack(entropies, 1)  # (N, H)
         if dynamics:
             objective = (ret - value[:, :-1].detach()) / scale
         else:
             adv = ((ret - value[:, :-1]) / scale).detach()
-            objective = dist.log_prob(action.detach()) * adv
-        actor_loss = -(state_weight[:, :-1] * (objective + self.entropy * entropy)).mean()
+            objective = torch.stack(logps, 1) * adv
+        actor_loss = -(state_weight * (objective + self.entropy * entropy)).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         actor_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), self.actor_clip)
         self.actor_opt.step()
 
         # critic: two-hot regression on lambda-returns, regularised towards the slow critic
-        feat_c = feat[:, :-1].detach()
-        logits = self.critic(feat_c)
-        slow_target = self.twohot.mean(self.slow_critic(feat_c)).detach()
+        logits = logits[:, :-1]
+        with torch.no_grad():
+            slow_target = self.twohot.mean(self.slow_critic(feat_c[:, :-1].contiguous()))
         critic_loss = self.twohot.loss(logits, ret.detach()) + self.slowreg * self.twohot.loss(logits, slow_target)
-        critic_loss = (state_weight[:, :-1] * critic_loss).mean()
+        critic_loss = (state_weight * critic_loss).mean()
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         critic_norm = nn.utils.clip_grad_norm_(self.critic.parameters(), self.critic_clip)
@@ -129,9 +146,9 @@ class ActorCritic(nn.Module):
         with torch.no_grad():
             for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
                 slow.lerp_(fast, self.slow_rate)
-        return {"actor_loss": float(actor_loss), "critic_loss": float(critic_loss),
-                "actor_entropy": float(entropy.mean()), "imag_return": float(ret.mean()),
-                "imag_reward": float(reward.mean()), "return_scale": scale,
+        return {"actor_loss": float(actor_loss.detach()), "critic_loss": float(critic_loss.detach()),
+                "actor_entropy": float(entropy.detach().mean()), "imag_return": float(ret.detach().mean()),
+                "imag_reward": float(reward.detach().mean()), "return_scale": scale,
                 "actor_grad_norm": float(actor_norm), "critic_grad_norm": float(critic_norm)}
 
     def state_dict(self, *args, **kwargs) -> dict[str, Any]:

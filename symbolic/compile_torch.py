@@ -64,12 +64,12 @@ class TorchProgram:
         self.program, self.dtype = program, dtype
         self.inf = torch.tensor(float("inf"), dtype=dtype)
         self.nan = torch.tensor(float("nan"), dtype=dtype)
-        self.registers: dict[str, int] = {}
-        self.rules: list[BoolFn] = []
+        self.registers: dict[str, int] = {}     # past-operator key -> register length
+        self.neutral: dict[str, bool] = {}      # key -> truth before the first step
         self.step_evaluable = [is_step_evaluable(program, r.body) for r in program.rules]
-        for rule in program.rules:
-            keys = iter(past_nodes(rule))
-            self.rules.append(self._bool(rule.body, keys))
+        # Past operators are identified by object identity -> stable key "rule:i".
+        self._keys = {id(node): key for rule in program.rules for key, node in past_nodes(rule)}
+        self.rules = [self._bool(rule.body) for rule in program.rules]
         self._equations = {e.target: iv.compile_num(e.expr, dtype) for e in program.model}
 
     # ---- public ------------------------------------------------------------
@@ -95,6 +95,13 @@ class TorchProgram:
             empty = torch.zeros((*trace.shape[:1], 0, trace.shape[1]))
             return empty.bool(), empty.to(self.dtype)
         return torch.stack(oks, 1), torch.stack(robs, 1)
+
+    def compile_num(self, expr: n.NumExpr) -> NumFn:
+        """A sub-expression on its own (used by projection to read bounds)."""
+        return self._num(expr)
+
+    def compile_bool(self, expr: n.BoolExpr) -> BoolFn:
+        return self._bool(expr)
 
     # ---- numeric -----------------------------------------------------------
     def _num(self, expr: n.NumExpr) -> NumFn:
@@ -127,7 +134,7 @@ class TorchProgram:
                 return out
             return extreme
         if isinstance(expr, n.IfThenElse):
-            fc = self._bool(expr.condition, iter(()))
+            fc = self._bool(expr.condition)
             ft, fo = self._num(expr.then), self._num(expr.otherwise)
 
             def choose(tr: Trace) -> Tensor:
@@ -138,7 +145,7 @@ class TorchProgram:
         raise TypeError(f"any(...) outside a model equation: {expr!r}")
 
     # ---- boolean -----------------------------------------------------------
-    def _bool(self, expr: n.BoolExpr, keys) -> BoolFn:  # keys: iterator of (key, node)
+    def _bool(self, expr: n.BoolExpr) -> BoolFn:
         if isinstance(expr, n.BoolConst):
             t = torch.tensor(expr.value)
             r = self.inf if expr.value else -self.inf
@@ -146,10 +153,10 @@ class TorchProgram:
         if isinstance(expr, n.Compare):
             return self._compare(expr)
         if isinstance(expr, n.Not):
-            f = self._bool(expr.operand, keys)
+            f = self._bool(expr.operand)
             return lambda tr: (lambda p: (~p[0], -p[1]))(f(tr))
         if isinstance(expr, (n.And, n.Or)):
-            fs = [self._bool(o, keys) for o in expr.operands]
+            fs = [self._bool(o) for o in expr.operands]
             conj = isinstance(expr, n.And)
 
             def join(tr: Trace) -> Pair:
@@ -161,20 +168,19 @@ class TorchProgram:
                 return truth, rob
             return join
         if isinstance(expr, n.Implies):
-            fa, fb = self._bool(expr.left, keys), self._bool(expr.right, keys)
+            fa, fb = self._bool(expr.left), self._bool(expr.right)
 
             def implies(tr: Trace) -> Pair:
                 (ta, ra), (tb, rb) = fa(tr), fb(tr)
                 return ~ta | tb, torch.maximum(-ra, rb)
             return implies
         if n.is_past(expr):
-            key, node = next(keys)
-            assert node is expr, "past operators must be compiled in pre-order"
-            return self._past(expr, key, self._bool(expr.body, keys))  # type: ignore[union-attr]
+            key = self._keys[id(expr)]
+            return self._past(expr, key, self._bool(expr.body))  # type: ignore[union-attr]
         if isinstance(expr, n.Next):
-            return self._next(expr, keys)
+            return self._next(expr)
         if isinstance(expr, n.Window):  # always / eventually
-            f = self._bool(expr.body, keys)
+            f = self._bool(expr.body)
             low, high, every = expr.low, expr.high, expr.op == "always"
             return lambda tr: self._future(f(tr), tr, low, high, every)
         raise TypeError(f"not a boolean node: {expr!r}")
@@ -207,6 +213,7 @@ class TorchProgram:
         """historically/once/prev over a window of the trace plus the monitor register."""
         size = register_size(expr)
         self.registers[key] = size
+        self.neutral[key] = every
         low = 1 if isinstance(expr, n.Prev) else expr.low  # type: ignore[union-attr]
         every = isinstance(expr, n.Window) and expr.op == "historically"
         neutral_truth, neutral_rob = every, float("inf") if every else float("-inf")
@@ -237,8 +244,8 @@ class TorchProgram:
             return t.all(-1), r.amin(-1)
         return t.any(-1), r.amax(-1)
 
-    def _next(self, expr: n.Next, keys) -> BoolFn:
-        on_trace = self._bool(expr.body, keys)
+    def _next(self, expr: n.Next) -> BoolFn:
+        on_trace = self._bool(expr.body)
         under_model = (iv.compile_bool(expr.body, self.dtype) if self.program.model
                        and is_step_evaluable(self.program, expr) else None)
 

@@ -40,7 +40,8 @@ def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec) -> ActorCrit
                        entropy=a.entropy, unimix=a.unimix, min_std=a.min_std, max_std=a.max_std,
                        slow_rate=c.slow_rate, slowreg=c.slowreg, grad=a.grad, bins=cfg.model.bins,
                        actor_lr=a.lr, critic_lr=c.lr, actor_clip=a.clip, critic_clip=c.clip,
-                       retnorm_rate=b.retnorm_rate, eps=cfg.train.adam_eps)
+                       retnorm_rate=b.retnorm_rate, eps=cfg.train.adam_eps,
+                       cost_penalty=cfg.shield.cost_penalty if cfg.shield.rules else 0.0)
 
 
 class Agent:
@@ -118,6 +119,8 @@ class Agent:
         pin = self.device.type == "cuda"
         out = {}
         for k, v in data.items():
+            if k == "cost" and not self.cfg.shield.rules:
+                continue  # no rules: the cost head has no labels to learn from
             t = torch.from_numpy(np.ascontiguousarray(v))
             out[k] = (t.pin_memory() if pin else t).to(self.device, non_blocking=pin)
         return out

@@ -69,12 +69,18 @@ def unimix_logits(logits: torch.Tensor, unimix: float) -> torch.Tensor:
     return torch.log(probs)
 
 
+def sample_index(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Categorical sample (...) from probs (..., C) by inverting the CDF: ~10x faster on
+    CPU than torch.multinomial for many small categoricals."""
+    cdf = probs.detach().float().cumsum(-1)
+    u = torch.rand(*probs.shape[:-1], 1, device=probs.device, generator=generator) * cdf[..., -1:]
+    return (cdf < u).sum(-1).clamp(max=probs.shape[-1] - 1)
+
+
 def onehot_straight_through(logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """Sample one-hot (..., C) from log-probs, with straight-through gradients to the probs."""
     probs = torch.softmax(logits, -1)
-    flat = probs.reshape(-1, probs.shape[-1]).float()
-    idx = torch.multinomial(flat, 1, generator=generator).squeeze(-1)
-    sample = F.one_hot(idx, probs.shape[-1]).reshape(probs.shape).to(probs.dtype)
+    sample = F.one_hot(sample_index(probs, generator), probs.shape[-1]).to(probs.dtype)
     return sample + probs - probs.detach()
 
 
@@ -136,9 +142,7 @@ class MultiCategorical:
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         out = []
         for logp in self.logps:
-            flat = logp.exp().reshape(-1, logp.shape[-1])
-            idx = torch.multinomial(flat, 1, generator=generator).squeeze(-1)
-            out.append(F.one_hot(idx, logp.shape[-1]).reshape(logp.shape).float())
+            out.append(F.one_hot(sample_index(logp.exp(), generator), logp.shape[-1]).float())
         return torch.cat(out, -1)
 
     def mode(self) -> torch.Tensor:

@@ -29,11 +29,13 @@ class NormGRU(nn.Module):
 
     def __init__(self, in_dim: int, deter: int) -> None:
         super().__init__()
-        self.linear = init_linear(nn.Linear(in_dim + deter, 3 * deter, bias=False))
+        # Two linears summed instead of one over cat([x, h]): same function, no copy.
+        self.x_linear = init_linear(nn.Linear(in_dim, 3 * deter, bias=False))
+        self.h_linear = init_linear(nn.Linear(deter, 3 * deter, bias=False))
         self.norm = Norm(3 * deter)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        parts = self.norm(self.linear(torch.cat([x, h], -1)))
+        parts = self.norm(self.x_linear(x) + self.h_linear(h))
         reset, cand, update = parts.chunk(3, -1)
         cand = torch.tanh(torch.sigmoid(reset) * cand)
         update = torch.sigmoid(update - 1.0)

@@ -73,3 +73,26 @@ def test_observation_check_is_sparse_after_the_first_steps() -> None:
             env.step(0)
     # It was caught at a scheduled check, not at the first bad step.
     assert FULL_CHECKS + 1 < env.unwrapped.t <= CHECK_EVERY
+
+
+def test_registered_broken_env_gets_the_same_message() -> None:
+    """gymnasium's own wrappers (TimeLimit, PassiveEnvChecker) must not fail first."""
+    env = envs.make_factory("FakeFourTuple-v0", imports=("tests.envs.fake_register",))()
+    env.reset(seed=0)
+    with pytest.raises(EnvError, match="step\\(\\) returned a 4-tuple"):
+        env.step(0)
+
+
+def test_registered_time_limit_kept_and_overridable() -> None:
+    def episode_length(kwargs: dict) -> tuple[int, bool]:
+        env = envs.make_factory("Pendulum-v1", kwargs)()
+        env.reset(seed=0)
+        n = 0
+        while True:
+            n += 1
+            _, _, terminated, truncated, _ = env.step(env.action_space.sample())
+            if terminated or truncated:
+                return n, truncated
+
+    assert episode_length({}) == (200, True)
+    assert episode_length({"max_episode_steps": 7}) == (7, True)

@@ -23,7 +23,13 @@ def _one_line_error(match: str, fn, *args, **kwargs) -> str:
 
 def test_registered_id_is_wrapped_in_checked_env() -> None:
     env = envs.make_factory("CartPole-v1")()
-    assert isinstance(env, CheckedEnv)
+    chain = []
+    while isinstance(env, gym.Wrapper):
+        chain.append(type(env))
+        env = env.env
+    # TimeLimit stays outside the checks; gymnasium's passive checker is replaced by them.
+    assert chain[:2] == [gym.wrappers.TimeLimit, CheckedEnv]
+    assert gym.wrappers.PassiveEnvChecker not in chain
     assert env.spec.id == "CartPole-v1"
 
 
@@ -128,3 +134,31 @@ def test_list_envs_groups_gymnasium_ids() -> None:
     assert ids[:2] == ["worldmodel/SafeCorridor-v0", "worldmodel/CueMemory-v0"]
     assert dict(rows)["CartPole-v1"].startswith("gymnasium: ")
     assert len(ids) == len(set(ids))
+
+
+def test_example_custom_env_resolves_without_cwd_on_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A console script's sys.path lacks the working directory; resolution adds it back."""
+    import os
+    import sys
+
+    cwd = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "path", [p for p in sys.path if p not in ("", cwd)])
+    for name in [m for m in sys.modules if m == "examples" or m.startswith("examples.")]:
+        monkeypatch.delitem(sys.modules, name)
+    env = envs.make_factory("examples.custom_env:TargetEnv", envs.parse_env_kwargs('{"size": 8}'))()
+    assert env.unwrapped.size == 8
+    text, code = envs.check_env_report("examples.custom_env:TargetEnv", {"size": 8}, steps=100)
+    assert code == 0, text
+
+
+def test_parallel_workers_rerun_env_imports() -> None:
+    """Spawned workers start with an empty registry; the factory re-imports --env-import."""
+    import numpy as np
+
+    factory = envs.make_factory("FakeRegistered-v0", imports=("tests.envs.fake_register",))
+    driver = envs.Driver(factory, num_envs=2, parallel=True)
+    driver.reset()
+    step = driver.step(np.zeros(2, np.int64))
+    assert step.reward.tolist() == [1.0, 1.0]
+    driver.close()

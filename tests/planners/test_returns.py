@@ -1,0 +1,34 @@
+import torch
+
+from planners.returns import ReturnNormalizer, lambda_returns
+
+
+def test_lambda_returns_hand_computed():
+    reward = torch.tensor([[1.0, 2.0]])
+    cont = torch.tensor([[1.0, 1.0]])
+    value = torch.tensor([[0.0, 10.0, 20.0]])
+    ret = lambda_returns(reward, cont, value, gamma=0.9, lam=0.5)
+    # R1 = 2 + 0.9 * 20 = 20;  R0 = 1 + 0.9 * (0.5 * 10 + 0.5 * 20) = 14.5
+    assert torch.allclose(ret, torch.tensor([[14.5, 20.0]]))
+
+
+def test_lambda_returns_stop_at_termination():
+    ret = lambda_returns(torch.tensor([[1.0, 5.0]]), torch.tensor([[0.0, 1.0]]),
+                         torch.tensor([[0.0, 100.0, 100.0]]), gamma=0.99, lam=0.95)
+    assert torch.isclose(ret[0, 0], torch.tensor(1.0))  # nothing after a terminal state counts
+
+
+def test_lambda_one_is_monte_carlo_and_zero_is_td():
+    r, c, v = torch.tensor([[1.0, 1.0, 1.0]]), torch.ones(1, 3), torch.tensor([[0.0, 2.0, 4.0, 8.0]])
+    mc = lambda_returns(r, c, v, 1.0, 1.0)
+    assert torch.allclose(mc[0, 0], torch.tensor(3.0 + 8.0))
+    td = lambda_returns(r, c, v, 1.0, 0.0)
+    assert torch.allclose(td[0], torch.tensor([3.0, 5.0, 9.0]))
+
+
+def test_return_normalizer_percentile_range():
+    norm = ReturnNormalizer(rate=1.0)
+    norm.update(torch.arange(101, dtype=torch.float32))  # P5 = 5, P95 = 95
+    assert abs(norm.scale - 90.0) < 1e-3
+    norm.update(torch.zeros(10) + 0.1)  # small range: never scale advantages up
+    assert norm.scale == 1.0

@@ -1,0 +1,38 @@
+import pytest
+
+from worldmodel.config import ConfigError, load_config, preset_names
+
+
+def test_presets_apply_left_to_right_then_overrides():
+    cfg = load_config(["small"])
+    assert cfg.model.deter == load_config(["small"]).model.deter
+    debug_then_small = load_config(["debug", "small"])
+    assert debug_then_small.model.units == load_config(["small"]).model.units  # later wins
+    assert debug_then_small.run.steps == load_config(["debug"]).run.steps  # small leaves it
+    cfg = load_config(["debug"], {"model.deter": "128", "train.ratio": 256})
+    assert cfg.model.deter == 128 and cfg.train.ratio == 256
+    assert {"debug", "small", "medium", "large"} <= set(preset_names())
+
+
+@pytest.mark.parametrize("presets,overrides,message", [
+    (["smal"], {}, "did you mean 'small'"),
+    ([], {"model.detr": 1}, "did you mean 'model.deter'"),
+    ([], {"model.deter": "abc"}, "must be an integer"),
+    ([], {"model.deter": 1.5}, "must be an integer"),
+    ([], {"run.progress": "maybe"}, "must be true or false"),
+    ([], {"env.obs": "voxels"}, "must be one of state, pixels"),
+    ([], {"env.kwargs": "{bad json"}, "must be a JSON object"),
+    ([], {"replay.batch": 0}, "must be positive"),
+])
+def test_bad_config_is_one_clear_line(presets, overrides, message):
+    with pytest.raises(ConfigError) as err:
+        load_config(presets, overrides)
+    assert message in str(err.value) and "\n" not in str(err.value)
+
+
+def test_config_is_frozen_and_serialisable():
+    cfg = load_config(["debug"])
+    with pytest.raises(AttributeError):
+        cfg.model = 3
+    assert "model:" in cfg.to_yaml()
+    assert load_config((), {}, base=cfg.to_dict()).to_dict() == cfg.to_dict()
