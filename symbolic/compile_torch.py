@@ -212,10 +212,11 @@ class TorchProgram:
     def _past(self, expr: n.Expr, key: str, body: BoolFn) -> BoolFn:
         """historically/once/prev over a window of the trace plus the monitor register."""
         size = register_size(expr)
-        self.registers[key] = size
-        self.neutral[key] = every
         low = 1 if isinstance(expr, n.Prev) else expr.low  # type: ignore[union-attr]
         every = isinstance(expr, n.Window) and expr.op == "historically"
+        if size:
+            self.registers[key] = size
+            self.neutral[key] = every
         neutral_truth, neutral_rob = every, float("inf") if every else float("-inf")
 
         def past(tr: Trace) -> Pair:

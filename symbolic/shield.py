@@ -186,12 +186,36 @@ class Shield:
             executed[fallback], done = fb[fallback], done | good
         dead = ~done
         executed[dead] = best[dead]
-        _, _, ok_exec, bodies = check(executed)  # recheck: also gives monitor bodies
+        native, ok_exec, bodies = self._quantize(executed, done, check)
         self.monitor.commit(bodies)
         info = self._info(ok_prop, ok_exec, vetoed, dead, fallback)
-        info["projection_distance"] = (executed - prop).norm(dim=-1).numpy()
-        dtype = getattr(self.action_space, "dtype", np.float32)
-        return executed.numpy().astype(dtype).reshape(proposed.shape), info
+        info["projection_distance"] = (torch.as_tensor(native, dtype=rules.dtype) - prop) \
+            .norm(dim=-1).numpy()
+        return native.reshape(proposed.shape), info
+
+    def _quantize(self, executed: Tensor, done: Tensor, check) -> tuple[np.ndarray, Tensor, dict]:
+        """Cast to the env's dtype and re-check what the env will really receive.
+
+        A clamp to 0.3 becomes float32 0.30000001, which breaks ``torque <= 0.3``;
+        such rows step one ulp toward the inside (either direction is tried).
+        """
+        dtype = np.dtype(getattr(self.action_space, "dtype", None) or np.float32)
+        native = executed.numpy().astype(dtype)
+        good, _, ok, bodies = check(torch.as_tensor(native, dtype=executed.dtype))
+        broken = done & ~good
+        for direction in (np.inf, -np.inf):
+            if not broken.any():
+                break
+            rows = broken.numpy()
+            trial = native.copy()
+            trial[rows] = np.nextafter(native[rows], dtype.type(direction))
+            t_good, _, _, _ = check(torch.as_tensor(trial, dtype=executed.dtype))
+            fixed = (broken & t_good).numpy()
+            native[fixed] = trial[fixed]
+            broken = broken & ~t_good
+        if (done & ~good).any():
+            _, _, ok, bodies = check(torch.as_tensor(native, dtype=executed.dtype))
+        return native, ok, bodies
 
     # ---- bookkeeping -------------------------------------------------------
     def _info(self, ok_proposed: Tensor, ok_executed: Tensor, vetoed: Tensor, dead: Tensor,

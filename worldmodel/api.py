@@ -14,7 +14,7 @@ import gymnasium as gym
 
 from worldmodel import checkpoint
 from worldmodel.config import Config, ConfigError, load_config
-from worldmodel.train import (Trainer, default_logdir, env_factory, evaluate, load_run_config,
+from worldmodel.trainer import (Trainer, default_logdir, env_factory, evaluate, load_run_config,
                               save_config, setup_torch)
 
 # Settings that may differ between a run and its resumption without breaking it.
