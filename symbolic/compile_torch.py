@@ -25,7 +25,7 @@ from torch import Tensor
 
 from . import nodes as n
 from . import torch_intervals as iv
-from .parser import is_step_evaluable
+from .analysis import is_step_evaluable
 
 Pair = tuple[Tensor, Tensor]  # (truth bool (B, T), robustness float (B, T))
 

@@ -18,7 +18,7 @@ from fractions import Fraction
 import z3
 
 from . import nodes as n
-from .parser import is_step_evaluable
+from .analysis import is_step_evaluable
 
 ZInterval = tuple[z3.ArithRef, z3.ArithRef]
 UNBOUNDED = 10 ** 30  # stands in for an undeclared range (torch uses +-inf)

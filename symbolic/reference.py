@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 
 from . import nodes as n
-from .parser import is_step_evaluable
+from .analysis import is_step_evaluable
 
 INF = math.inf
 NAN = math.nan

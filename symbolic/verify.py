@@ -21,7 +21,8 @@ from gymnasium import spaces
 from . import bindings, nodes as n
 from .compile_z3 import Env, Frame, Z3Compiler, domain
 from .errors import RuleError
-from .parser import is_step_evaluable, parse
+from .analysis import is_step_evaluable
+from .parser import parse
 from .ruleset import RuleSet, read_rules
 
 MAX_CHOICES = 256  # enumerate at most this many discrete action combinations
