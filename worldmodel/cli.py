@@ -101,7 +101,8 @@ def cmd_check_env(args: argparse.Namespace, rest: list[str]) -> int:
     from envs import check
     from worldmodel.config import load_config
     cfg = load_config(DEFAULT_PRESETS, _overrides(rest))
-    kwargs = json.loads(args.env_kwargs) if args.env_kwargs else {}
+    from envs import parse_env_kwargs
+    kwargs = parse_env_kwargs(args.env_kwargs)
     text, code = check.check_env_report(args.target, kwargs, tuple(args.env_import or ()),
                                         obs=args.obs, replay_capacity=cfg.replay.capacity)
     print(text)

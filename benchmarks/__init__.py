@@ -1,0 +1,1 @@
+"""Benchmarks: learning curves and speed, printed with the command that reproduces them."""

@@ -1,0 +1,46 @@
+"""Learning benchmark: train a task for a step budget, evaluate every N env steps on 10
+episodes with the greedy policy, and report the median over seeds of the final return,
+the first env step where the evaluation reached the target, and the wall time."""
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TASKS = {
+    # name: (env id, steps, target return, overrides)
+    "cartpole": ("CartPole-v1", 15000, 475.0, {}),
+    "pendulum": ("Pendulum-v1", 10000, -200.0, {}),
+    "cartpole-pixels": ("CartPole-v1", 15000, 475.0, {"env.obs": "pixels"}),
+}
+
+
+def run_seed(task: str, seed: int, presets: list[str], overrides: dict[str, Any], eval_every: int,
+             threads: int) -> dict[str, Any]:
+    import worldmodel
+    env_id, steps, target, task_over = TASKS[task]
+    with tempfile.TemporaryDirectory() as tmp:
+        over = {"run.steps": steps, "run.seed": seed, "run.eval_every": eval_every, "run.eval_episodes": 10,
+                "run.threads": threads, "run.progress": False, "run.logdir": str(Path(tmp) / "run"),
+                **task_over, **overrides}
+        t0 = time.time()
+        worldmodel.train(env=env_id, presets=presets, overrides=over)
+        wall = time.time() - t0
+        evals = [json.loads(line) for line in (Path(tmp) / "run" / "eval.jsonl").read_text().splitlines()]
+        metrics = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+    curve = [(e["step"], e["return_mean"]) for e in evals]
+    reached = next((s for s, r in curve if r >= target), None)
+    return {"task": task, "seed": seed, "wall_s": wall, "curve": curve, "final_return": curve[-1][1],
+            "steps_to_target": reached, "target": target, "updates": metrics[-1]["updates"],
+            "ups": metrics[-1]["ups"]}
+
+
+def summarize(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    reached = [r["steps_to_target"] for r in rows]
+    return {"seeds": len(rows), "median_final_return": statistics.median(r["final_return"] for r in rows),
+            "median_wall_s": statistics.median(r["wall_s"] for r in rows),
+            "median_steps_to_target": statistics.median(reached) if all(s is not None for s in reached) else None,
+            "seeds_reaching_target": sum(s is not None for s in reached)}
