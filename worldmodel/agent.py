@@ -14,6 +14,9 @@ import torch
 
 from envs.spaces import ActionSpec, ObsSpec
 from planners.actor_critic import ActorCritic
+from planners.cem import CEM
+from planners.mpc import LatentMPC
+from planners.mppi import MPPI
 from worldmodel.config import Config
 from worldmodel.model import WorldModel
 
@@ -32,16 +35,32 @@ def build_model(cfg: Config, obs_spec: ObsSpec, act_spec: ActionSpec) -> WorldMo
                       loss_scales=m.loss_scales.to_dict())
 
 
-def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec) -> ActorCritic:
+def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_space: Any = None,
+                  action_space: Any = None) -> ActorCritic | LatentMPC:
+    """The actor-critic, or latent MPC (cem | mppi) wrapping it. The env's spaces bind the
+    rules the MPC checks imagined plans against (without them the rules bind to their own
+    declarations, which suits flat vector observations)."""
     a, c, b = cfg.actor, cfg.critic, cfg.behavior
     sizes = act_spec.sizes if act_spec.discrete else ()
-    return ActorCritic(feat_dim, act_spec.dim, sizes, units=a.units, layers=a.layers,
+    actor_critic = ActorCritic(feat_dim, act_spec.dim, sizes, units=a.units, layers=a.layers,
                        horizon=b.horizon, gamma=1.0 - 1.0 / b.discount_horizon, lam=b.lam,
                        entropy=a.entropy, unimix=a.unimix, min_std=a.min_std, max_std=a.max_std,
                        slow_rate=c.slow_rate, slowreg=c.slowreg, grad=a.grad, bins=cfg.model.bins,
                        actor_lr=a.lr, critic_lr=c.lr, actor_clip=a.clip, critic_clip=c.clip,
                        retnorm_rate=b.retnorm_rate, eps=cfg.train.adam_eps,
                        cost_penalty=cfg.shield.cost_penalty if cfg.shield.rules else 0.0)
+    p = cfg.planner
+    if p.kind == "actor":
+        return actor_critic
+    rules = None
+    if cfg.shield.rules:
+        from symbolic import load_rules  # lazily: symbolic/ is optional at runtime
+        rules = load_rules(cfg.shield.rules, observation_space, action_space)
+    mpc = {"cem": CEM, "mppi": MPPI}[p.kind]
+    return mpc(actor_critic, act_spec, samples=p.samples, horizon=p.horizon, iterations=p.iterations,
+               elites=p.elites, policy_fraction=p.policy_fraction, momentum=p.momentum,
+               init_std=p.init_std, min_std=p.min_std, min_prob=p.min_prob, temperature=p.temperature,
+               rules=rules, cost_threshold=p.cost_threshold, seed=cfg.run.seed)
 
 
 class Agent:
@@ -49,11 +68,13 @@ class Agent:
     `train_step` does one world-model and one planner update on a replayed batch."""
 
     def __init__(self, cfg: Config, obs_spec: ObsSpec, act_spec: ActionSpec,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", observation_space: Any = None,
+                 action_space: Any = None) -> None:
         self.cfg, self.obs_spec, self.act_spec = cfg, obs_spec, act_spec
         self.device = torch.device(device)
         self.model = build_model(cfg, obs_spec, act_spec).to(self.device)
-        self.planner = build_planner(cfg, self.model.feat_dim, act_spec).to(self.device)
+        self.planner = build_planner(cfg, self.model.feat_dim, act_spec, observation_space,
+                                     action_space).to(self.device)
         self.model_opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train.model_lr,
                                           eps=cfg.train.adam_eps)
         self.model_clip = cfg.train.model_clip
@@ -86,6 +107,7 @@ class Agent:
         first = torch.as_tensor(is_first, device=self.device)
         latent = self.model.observe(carry["latent"], self._tensors(obs), carry["prev_action"], first)
         mask_t = None if mask is None else torch.as_tensor(mask, device=self.device)
+        self.planner.reset(first)  # a new episode: forget that env's warm-started plan
         action, info = self.planner.act(self.model, latent, mask_t, explore)
         info = {k: v.float().cpu().numpy() for k, v in info.items()}
         return action.float().cpu().numpy(), info, {"latent": latent, "prev_action": action}

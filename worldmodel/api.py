@@ -85,6 +85,8 @@ def restore(trainer: Trainer) -> None:
     trainer.step, trainer.episodes, trainer.credit = int(c["step"]), int(c["episodes"]), float(c["credit"])
     for k in trainer.counters:
         trainer.counters[k] = int(c.get(k, 0))
+    if trainer.shield is not None and "shield" in state:
+        trainer.shield.load_state_dict(state["shield"])
     torch.set_rng_state(state["rng"]["torch"])
     trainer.rng.bit_generator.state = state["rng"]["numpy"]
     trainer.replay.rng.bit_generator.state = state["rng"]["replay"]
@@ -98,15 +100,17 @@ def _run_config(run: str | Path, overrides: dict[str, Any] | None = None) -> Con
     return load_config((), overrides or {}, base=saved)
 
 
-def load(run: str | Path, device: str = "cpu"):
-    """Load a trained agent from its run directory for acting: `agent.act(obs, state)`."""
+def load(run: str | Path, device: str = "cpu", overrides: dict[str, Any] | None = None):
+    """Load a trained agent from its run directory for acting: `agent.act(obs, state)`.
+    `overrides` (dotted keys) change how it acts, e.g. {"planner.kind": "cem"}."""
     from worldmodel.agent import Agent
-    cfg = _run_config(run)
+    cfg = _run_config(run, overrides)
     import torch
     setup_torch(cfg)
     env = env_factory(cfg)()
     from envs.spaces import action_spec, obs_spec
-    agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), torch.device(device))
+    agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), torch.device(device),
+                  env.observation_space, env.action_space)
     agent._obs_space = env.observation_space
     env.close()
     found = checkpoint.load_latest(Path(run) / "checkpoints", device)
@@ -122,8 +126,11 @@ def load(run: str | Path, device: str = "cpu"):
 
 def evaluate_run(run: str | Path, episodes: int = 10, shield: str | None = None, seed: int = 12345,
                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    overrides = dict(overrides or {})
+    if shield == "off":  # no rules anywhere: neither the real-step veto nor the planner's filter
+        overrides["shield.rules"] = ""
     cfg = _run_config(run, overrides)
-    agent = load(run)
+    agent = load(run, overrides=overrides)
     rules = cfg.shield.rules if shield != "off" else ""
     if shield == "on" and not rules:
         raise ConfigError(f"{run} was trained without rules; pass --shield.rules FILE to evaluate with a shield")

@@ -2,6 +2,8 @@
 
   worldmodel train [--preset a b] [--env ID] [--steps N] [--logdir DIR] [--section.key VALUE ...]
   worldmodel eval --run DIR [--episodes N] [--shield on|off]
+  worldmodel dream --run DIR [--out dream.mp4] [--context N] [--horizon N] [--mode open-loop|policy] [--spread]
+  worldmodel plot --run DIR [DIR ...] [--out curves.png]
   worldmodel envs | check-env TARGET | rules check FILE [--env ID]
 
 Every error a user can cause ends in one line on stderr and exit code 2;
@@ -81,6 +83,37 @@ def cmd_eval(args: argparse.Namespace, rest: list[str]) -> int:
           f"std {result['return_std']:.2f} (mean length {result['length_mean']:.1f})")
     if "vetoes" in result:
         print(f"shield: {result['vetoes']} vetoes, {result['executed_violations']} executed violations")
+    if "risk_counts" in result:
+        fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
+        tp, fp, fn = result["risk_counts"]
+        print(f"planner calibration (predicted risk > 0.5 vs vetoed proposals): precision "
+              f"{fmt(result['risk_precision'])}, recall {fmt(result['risk_recall'])} "
+              f"({tp} hits, {fp} false alarms, {fn} misses)")
+    return 0
+
+
+def cmd_dream(args: argparse.Namespace, rest: list[str]) -> int:
+    if rest:
+        raise ConfigError(f"unexpected argument '{rest[0]}' for dream; see worldmodel dream --help")
+    from worldmodel.video import dream
+    result = dream(args.run, args.out, context=args.context, horizon=args.horizon,
+                   episodes=args.episodes, mode=args.mode, fps=args.fps, planner_spread=args.spread,
+                   seed=args.seed)
+    w, h = result["size"]
+    print(f"wrote {result['path']}: {result['frames']} frames, {w}x{h}, drawn as {result['method']}")
+    for i, ep in enumerate(result["episodes"]):
+        err = "n/a" if ep["obs_error"] is None else f"{ep['obs_error']:.3f}"
+        print(f"  episode {i + 1}: {ep['context']} observed + {ep['imagined']} imagined steps, "
+              f"mean |obs error| while imagining {err}")
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace, rest: list[str]) -> int:
+    if rest:
+        raise ConfigError(f"unexpected argument '{rest[0]}' for plot; see worldmodel plot --help")
+    from worldmodel.plot import plot_runs
+    out = args.out or str(Path(args.run[0]) / "curves.png")
+    print(f"wrote {plot_runs(args.run, out)}")
     return 0
 
 
@@ -140,6 +173,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shield", choices=["on", "off"], default=None,
                    help="evaluate with the run's shield on or off (default: as trained)")
     p.set_defaults(func=cmd_eval)
+    p = sub.add_parser("dream", help="video: the real episode next to what the model imagines")
+    p.add_argument("--run", required=True, help="run directory")
+    p.add_argument("--out", default="dream.mp4", help="MP4 to write")
+    p.add_argument("--context", type=int, default=5, help="real steps the model observes first")
+    p.add_argument("--horizon", type=int, default=50, help="steps it then imagines")
+    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--mode", choices=["open-loop", "policy"], default="open-loop",
+                   help="imagine under the real agent's actions, or let its policy act in the dream")
+    p.add_argument("--spread", action="store_true", help="add a panel: spread over 16 sampled futures")
+    p.add_argument("--fps", type=int, default=15)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=cmd_dream)
+    p = sub.add_parser("plot", help="learning curves of one or more runs as a PNG")
+    p.add_argument("--run", required=True, nargs="+", help="run directories (overlaid)")
+    p.add_argument("--out", default=None, help="PNG to write (default: <first run>/curves.png)")
+    p.set_defaults(func=cmd_plot)
     p = sub.add_parser("envs", help="list built-in and registered envs")
     p.set_defaults(func=cmd_envs)
     p = sub.add_parser("check-env", help="preflight: is an env usable, and why not")

@@ -172,9 +172,17 @@ CHOICES = {
     "run.precision": ("float32", "bf16"),
     "model.dynamics": ("gru",),
     "actor.grad": ("auto", "reinforce", "dynamics"),
-    "planner.kind": ("actor",),
+    "planner.kind": ("actor", "cem", "mppi"),
     "shield.mode": ("on", "off"),
 }
+
+
+def _fill_missing(tree: dict[str, Any], defaults: dict[str, Any]) -> None:
+    for key, value in defaults.items():
+        if key not in tree:
+            tree[key] = json.loads(json.dumps(value))
+        elif isinstance(value, dict) and isinstance(tree[key], dict) and key not in FREE_DICTS:
+            _fill_missing(tree[key], value)
 
 
 def preset_names() -> list[str]:
@@ -193,6 +201,7 @@ def load_config(presets: Iterable[str] = (), overrides: dict[str, Any] | None = 
     dotted overrides. Raises ConfigError with a one-line message on any mistake."""
     defaults, all_presets, _ = _read_yaml()
     tree = json.loads(json.dumps(base if base is not None else defaults))
+    _fill_missing(tree, defaults)  # a run saved before a key existed gets its default
     schema = flatten(defaults)
     for name in presets:
         if name not in all_presets:
@@ -210,9 +219,12 @@ def load_config(presets: Iterable[str] = (), overrides: dict[str, Any] | None = 
             raise ConfigError(f"config key '{dotted}' must be one of {', '.join(choices)}, got {flat[dotted]!r}")
     for dotted in ("run.steps", "replay.batch", "replay.length", "replay.capacity", "model.deter",
                    "model.stoch", "model.classes", "model.units", "model.bins", "behavior.horizon",
-                   "env.workers"):
+                   "env.workers", "planner.samples", "planner.horizon", "planner.iterations",
+                   "planner.elites", "planner.temperature"):
         if flat[dotted] <= 0:
             raise ConfigError(f"config key '{dotted}' must be positive, got {flat[dotted]}")
+    if not 0.0 <= flat["planner.policy_fraction"] <= 1.0:
+        raise ConfigError(f"config key 'planner.policy_fraction' must be in [0, 1], got {flat['planner.policy_fraction']}")
     if flat["train.ratio"] <= 0:
         raise ConfigError(f"config key 'train.ratio' must be positive, got {flat['train.ratio']}")
     return Config(tree)

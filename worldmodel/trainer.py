@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -76,7 +77,8 @@ class Trainer:
         seed_everything(cfg.run.seed)
         self.make_env = env_factory(cfg, env)
         self.driver = Driver(self.make_env, cfg.env.workers, seed=cfg.run.seed, parallel=cfg.env.parallel)
-        self.agent = Agent(cfg, self.driver.obs_spec, self.driver.act_spec, self.device)
+        self.agent = Agent(cfg, self.driver.obs_spec, self.driver.act_spec, self.device,
+                           self.driver.observation_space, self.driver.action_space)
         self.agent._obs_space = self.driver.observation_space
         self.replay = Replay(cfg.replay.capacity, cfg.env.workers, replay_fields(self.agent), seed=cfg.run.seed)
         self.shield = load_shield(cfg, self.driver)
@@ -84,11 +86,12 @@ class Trainer:
         self.step = 0
         self.episodes = 0
         self.credit = 0.0
-        self.counters = {"vetoes": 0, "executed_violations": 0, "dead_ends": 0}
+        self.counters = {"vetoes": 0, "executed_violations": 0, "dead_ends": 0, "fallbacks": 0}
 
     # -- persistence ------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        return {"agent": self.agent.state_dict(),
+        extra = {"shield": self.shield.state_dict()} if self.shield is not None else {}
+        return {**extra, "agent": self.agent.state_dict(),
                 "counters": {"step": self.step, "episodes": self.episodes, "credit": self.credit,
                              **self.counters},
                 "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
@@ -113,6 +116,8 @@ class Trainer:
         next_log = self.step + cfg.run.log_every
         next_ckpt = self.step + cfg.run.checkpoint_every
         next_eval = self.step + cfg.run.eval_every if cfg.run.eval_every else None
+        video_every = cfg.run.video_every
+        next_video = (self.step // video_every + 1) * video_every if video_every else None
         t_start, steps_start, updates_start = time.time(), self.step, self.agent.updates
         summary: dict[str, Any] = {}
         try:
@@ -121,6 +126,9 @@ class Trainer:
                 if self.shield is not None and self.agent.act_spec.kind == "discrete":
                     mask = self.shield.rules.allowed_actions(step_data.raw_obs)
                 action, info, carry = self.agent.policy(step_data.obs, step_data.is_first, carry, mask)
+                for k in ("safe_fraction", "predicted_risk"):  # MPC with rules: imagined safety
+                    if k in info:
+                        window.setdefault(f"plan/{k}", []).append(float(np.mean(info[k])))
                 if self.step < cfg.train.prefill:
                     action = random_actions(self.agent, E, self.rng)
                 env_action = self.agent.act_spec.to_env(action)
@@ -132,6 +140,11 @@ class Trainer:
                     self.counters["vetoes"] += int(np.sum(sinfo["vetoed"] & ~step_data.is_last))
                     self.counters["executed_violations"] += int(np.sum(sinfo["executed_violation"] & ~step_data.is_last))
                     self.counters["dead_ends"] += int(np.sum(sinfo["dead_end"] & ~step_data.is_last))
+                    self.counters["fallbacks"] += int(np.sum(sinfo["fallback"] & ~step_data.is_last))
+                    window.setdefault("shield/latency_ms", []).append(float(sinfo["latency_ms"]))
+                    window.setdefault("shield/veto_rate", []).append(float(np.mean(sinfo["vetoed"])))
+                    window.setdefault("shield/projection_distance", []).append(
+                        float(np.mean(sinfo["projection_distance"])))
                     action = self.agent.act_spec.from_env(env_action)
                     carry = self.agent.executed(carry, action)
                 # the action at an episode's last obs is never executed: store zeros
@@ -183,6 +196,14 @@ class Trainer:
                 if self.step >= next_ckpt:
                     next_ckpt += cfg.run.checkpoint_every
                     self.save()
+                if next_video is not None and self.step >= next_video:
+                    next_video += video_every
+                    try:  # a video or plot must never end a training run
+                        from worldmodel.video import training_snapshot
+                        training_snapshot(self.agent, self.make_env, self.logdir, self.step, cfg.shield.rules)
+                    except Exception as exc:  # noqa: BLE001
+                        print(f"warning: dream video at step {self.step} failed: {type(exc).__name__}: "
+                              f"{str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
             self.save()
         finally:
             logger.close()
@@ -205,6 +226,7 @@ def evaluate(agent: Agent, make_env: Callable[[], gym.Env], episodes: int, seed:
     lengths = np.zeros(episodes, np.int64)
     vetoes = np.zeros(episodes, np.int64)
     violations = np.zeros(episodes, np.int64)
+    risk = np.zeros(3, np.int64)  # MPC calibration: (predicted & vetoed, predicted only, vetoed only)
     step = driver.reset()
     carry = agent.initial(episodes)
     try:
@@ -219,6 +241,10 @@ def evaluate(agent: Agent, make_env: Callable[[], gym.Env], episodes: int, seed:
                 live = np.isnan(returns) & ~step.is_last
                 vetoes += sinfo["vetoed"] & live
                 violations += sinfo["executed_violation"] & live
+                if "predicted_risk" in info:
+                    predicted, real = info["predicted_risk"] > 0.5, np.asarray(sinfo["vetoed"], bool)
+                    risk += [np.sum(predicted & real & live), np.sum(predicted & ~real & live),
+                             np.sum(~predicted & real & live)]
                 carry = agent.executed(carry, agent.act_spec.from_env(env_action))
             step = driver.step(env_action)
             for i, ret, length in step.ended:
@@ -230,6 +256,10 @@ def evaluate(agent: Agent, make_env: Callable[[], gym.Env], episodes: int, seed:
            "length_mean": float(lengths.mean()), "episodes": episodes, "returns": returns.tolist()}
     if shield is not None:
         out.update(vetoes=int(vetoes.sum()), executed_violations=int(violations.sum()))
+        if getattr(agent.planner, "shield", None) is not None:  # precision / recall of predicted vetoes
+            tp, fp, fn = (int(v) for v in risk)
+            out.update(risk_precision=tp / (tp + fp) if tp + fp else None,
+                       risk_recall=tp / (tp + fn) if tp + fn else None, risk_counts=[tp, fp, fn])
     return out
 
 
