@@ -20,7 +20,7 @@ from worldmodel.trainer import (Trainer, default_logdir, env_factory, evaluate, 
 # Settings that may differ between a run and its resumption without breaking it.
 SAFE_ON_RESUME = ("run.steps", "run.log_every", "run.checkpoint_every", "run.keep_checkpoints",
                   "run.eval_every", "run.eval_episodes", "run.progress", "run.threads", "run.device",
-                  "run.logdir")
+                  "run.logdir", "run.video_every")
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:

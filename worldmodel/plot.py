@@ -100,6 +100,7 @@ def plot_runs(runs: list[str | Path], out: str | Path) -> Path:
                 axes["veto rate"].plot(s[1:][keep], dv[keep] / ds[keep], color=color, lw=1.2)
         for key, style in (("fps", "-"), ("ups", "--")):
             s, v = _series(log["metrics"], key)
+            s, v = s[v > 0], v[v > 0]  # log axis: no updates during prefill is not a point
             if len(s):
                 axes["speed"].plot(s, v, color=color, ls=style, lw=1.2)
     titles = {"return": "episode return (smoothed)", "veto rate": "shield vetoes per env step",
@@ -109,6 +110,8 @@ def plot_runs(runs: list[str | Path], out: str | Path) -> Path:
         ax.set_xlabel("env steps", fontsize=8)
         ax.tick_params(labelsize=8)
         ax.grid(alpha=0.3)
+        if name == "speed" and ax.lines:
+            ax.set_yscale("log")  # env steps/s and updates/s differ by orders of magnitude
         if not ax.lines and not ax.collections:
             ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes, color="gray")
     axes["return"].legend(fontsize=7, loc="best")

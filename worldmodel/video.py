@@ -351,7 +351,7 @@ def render_frames(ep: dict[str, Any], method: str, make_env: Callable[[], gym.En
                 real_p, dream_p = _fit(real_img), _fit(dream_img)
                 diff_p = np.full_like(real_p, 60) if ended else _diff(real_p, dream_p)
                 panels = [_titled(real_p, "real (ended)" if ended else "real"),
-                          _titled(dream_p, "observed" if t < c else "imagined"), _titled(diff_p, "|difference|")]
+                          _titled(dream_p, "reconstructed" if t < c else "imagined"), _titled(diff_p, "|difference|")]
             if spread is not None:
                 panels.append(spread.frame(t))
             phase = (f"OBSERVE step {t + 1}/{c} (posterior)" if t < c
