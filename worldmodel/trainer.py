@@ -123,7 +123,8 @@ class Trainer:
         try:
             while self.step < cfg.run.steps:
                 mask = None
-                if self.shield is not None and self.agent.act_spec.kind == "discrete":
+                veto = self.shield is not None and cfg.shield.mode == "on"
+                if veto and self.agent.act_spec.kind == "discrete":
                     mask = self.shield.rules.allowed_actions(step_data.raw_obs)
                 action, info, carry = self.agent.policy(step_data.obs, step_data.is_first, carry, mask)
                 for k in ("safe_fraction", "predicted_risk"):  # MPC with rules: imagined safety
@@ -134,8 +135,12 @@ class Trainer:
                 env_action = self.agent.act_spec.to_env(action)
                 cost_now = np.zeros(E, np.float32)
                 if self.shield is not None:
+                    proposed = env_action
                     env_action, sinfo = self.shield.filter(step_data.raw_obs, env_action,
                                                            info.get("preferences"), step_data.is_first)
+                    if not veto:  # shield.mode off: judge the proposal, execute it anyway
+                        env_action = proposed
+                        sinfo = {**sinfo, "executed_violation": np.asarray(sinfo["vetoed"], bool)}
                     cost_now = np.asarray(sinfo["cost"], np.float32)
                     self.counters["vetoes"] += int(np.sum(sinfo["vetoed"] & ~step_data.is_last))
                     self.counters["executed_violations"] += int(np.sum(sinfo["executed_violation"] & ~step_data.is_last))

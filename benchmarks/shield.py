@@ -1,0 +1,90 @@
+"""Shield benchmark: the same task trained with the shield on and off (off = the rules
+judge every proposal but never veto, so violations are counted, not prevented).
+
+  python -m benchmarks.shield --task minigrid-lava --seeds 0 1 2
+  python -m benchmarks.shield --task cartpole-track --seeds 0 --eval-episodes 200
+
+Reports per mode: executed violations in training and in evaluation, evaluation return
+and success rate, and the veto rate in the first vs the last 10% of training."""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+TASKS = {
+    # name: (env id, rules, env steps, success threshold on the episode return)
+    "minigrid-lava": ("MiniGrid-LavaGapS5-v0", "minigrid_lava", 20000, 0.0),
+    "cartpole-track": ("CartPole-v1", "cartpole_track", 15000, 475.0),
+    "corridor": ("worldmodel/SafeCorridor-v0", "safe_corridor", 10000, 0.0),
+}
+
+
+def veto_rates(metrics: list[dict[str, Any]], steps: int) -> tuple[float, float]:
+    rows = [m for m in metrics if "shield/veto_rate" in m]
+    first = [m["shield/veto_rate"] for m in rows if m["step"] <= 0.1 * steps] or [rows[0]["shield/veto_rate"]]
+    last = [m["shield/veto_rate"] for m in rows if m["step"] >= 0.9 * steps] or [rows[-1]["shield/veto_rate"]]
+    return statistics.mean(first), statistics.mean(last)
+
+
+def run(task: str, seed: int, mode: str, eval_episodes: int, steps: int | None, presets: list[str]) -> dict[str, Any]:
+    import worldmodel
+    from worldmodel.api import evaluate_run
+    env_id, rules, default_steps, success = TASKS[task]
+    steps = steps or default_steps
+    with tempfile.TemporaryDirectory() as tmp:
+        logdir = Path(tmp) / "run"
+        t0 = time.time()
+        worldmodel.train(env=env_id, presets=presets, overrides={
+            "run.steps": steps, "run.seed": seed, "run.logdir": str(logdir), "run.progress": False,
+            "run.threads": 1, "run.video_every": 0, "shield.rules": rules, "shield.mode": mode})
+        wall = time.time() - t0
+        metrics = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
+        shielded = evaluate_run(logdir, episodes=eval_episodes, shield="on", seed=seed + 777)
+        bare = evaluate_run(logdir, episodes=eval_episodes, shield="off", seed=seed + 777)
+    first, last = veto_rates(metrics, steps)
+    rate = lambda r: sum(x > success for x in r["returns"]) / len(r["returns"])  # noqa: E731
+    return {"task": task, "seed": seed, "mode": mode, "steps": steps, "wall_s": wall,
+            "train_executed_violations": metrics[-1]["shield/executed_violations"],
+            "train_vetoes": metrics[-1]["shield/vetoes"], "veto_rate_first10": first, "veto_rate_last10": last,
+            "eval_shield_on": {"return": shielded["return_mean"], "success": rate(shielded),
+                               "executed_violations": shielded["executed_violations"]},
+            "eval_shield_off": {"return": bare["return_mean"], "success": rate(bare)}}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = "python -m benchmarks.shield " + " ".join(shlex.quote(a) for a in argv)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.shield")
+    p.add_argument("--task", choices=list(TASKS), default="corridor")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--modes", nargs="+", default=["on", "off"])
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--preset", nargs="+", default=["small"])
+    args = p.parse_args(argv)
+    from benchmarks.common import record
+    rows = []
+    for mode in args.modes:
+        for seed in args.seeds:
+            r = run(args.task, seed, mode, args.eval_episodes, args.steps, args.preset)
+            rows.append(r)
+            print(f"{args.task} shield {mode} seed {seed}: train violations {r['train_executed_violations']} "
+                  f"(vetoes {r['train_vetoes']}), veto rate first/last 10% {r['veto_rate_first10']:.4f}/"
+                  f"{r['veto_rate_last10']:.4f}; eval shield on: return {r['eval_shield_on']['return']:.2f}, "
+                  f"success {r['eval_shield_on']['success']:.2f}, violations {r['eval_shield_on']['executed_violations']}; "
+                  f"eval shield off: return {r['eval_shield_off']['return']:.2f}, success "
+                  f"{r['eval_shield_off']['success']:.2f}; {r['wall_s'] / 60:.1f} min", flush=True)
+    record("shield", {"task": args.task, "runs": rows}, command)
+    print(f"\nreproduce: {command}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
