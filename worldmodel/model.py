@@ -1,4 +1,4 @@
-"""WorldModel = encoders + RSSM + decoder + reward / continue / cost heads.
+"""WorldModel = encoders + dynamics (RSSM, SSM or hybrid) + decoder + reward / continue / cost heads.
 
 Planners, the shield and the video code use it only through its verbs:
   initial(B) -> state                       the empty latent state
@@ -20,13 +20,15 @@ from torch import nn
 from envs.spaces import ObsSpec
 from worldmodel.dists import TwoHot, symexp, symlog
 from worldmodel.nets import MLP, ImageDecoder, ImageEncoder
-from worldmodel.rssm import RSSM, State
+from worldmodel.dynamics import make_dynamics
+from worldmodel.rssm import State
 
 
 class WorldModel(nn.Module):
     def __init__(self, obs_spec: ObsSpec, action_dim: int, *, deter: int, stoch: int, classes: int,
                  hidden: int, unimix: float, units: int, layers: int, cnn_depth: int,
-                 bins: int, free_nats: float, loss_scales: dict[str, float]) -> None:
+                 bins: int, free_nats: float, loss_scales: dict[str, float], dynamics: str = "gru",
+                 ssm_layers: int = 2, ssm_state: int = 16, window: int = 16) -> None:
         super().__init__()
         self.obs_spec, self.action_dim = obs_spec, action_dim
         self.free_nats, self.loss_scales = free_nats, dict(loss_scales)
@@ -39,7 +41,11 @@ class WorldModel(nn.Module):
             embed += self.vec_encoder.out_dim
         self.img_encoders = nn.ModuleDict({k.name: ImageEncoder(k.shape, cnn_depth) for k in self.img_keys})
         embed += sum(e.out_dim for e in self.img_encoders.values())
-        self.rssm = RSSM(action_dim, embed, deter, stoch, classes, hidden, unimix)
+        # the deterministic path (kept under the name `rssm`): GRU, SSM or hybrid
+        self.dynamics = dynamics
+        self.rssm = make_dynamics(dynamics, action_dim, embed, deter=deter, stoch=stoch, classes=classes,
+                                  hidden=hidden, unimix=unimix, ssm_layers=ssm_layers,
+                                  ssm_state=ssm_state, window=window)
         feat = self.rssm.feat_dim
         if self.vec_keys:
             self.vec_decoder = MLP(feat, vec_dim, units, layers)

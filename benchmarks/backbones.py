@@ -1,0 +1,209 @@
+"""Backbone benchmark (issue 10): gru vs ssm vs hybrid dynamics.
+
+  python -m benchmarks.backbones --lengths 64 256 1024 [--batch 4] [--preset small] [--threads 1]
+  python -m benchmarks.backbones --learn [--distances 8 24] [--learn-steps 4000] [--seeds 0]
+
+Timing: one world-model update (model.loss forward + backward, no optimizer or planner)
+on a synthetic CueMemory-shaped batch (B, T), median of --repeats, for each backbone and
+sequence length T. Peak memory: each (backbone, T) runs in a fresh subprocess and reports
+the growth of the process's max RSS over its first update (ru_maxrss is monotonic, so a
+fresh process is what makes the delta that update's own peak). CPU only as written.
+
+Learning (--learn): train each backbone on worldmodel/CueMemory-v0 at each cue distance
+for a short budget, then evaluate greedily; a memoryless policy scores 0 on average.
+
+Results: a table on stdout, a PNG (time and memory against T), and one JSONL record in
+benchmarks/results/backbones.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+BACKBONES = ("gru", "ssm", "hybrid")
+ENV = "worldmodel/CueMemory-v0"
+
+
+def _model(kind: str, presets: list[str], overrides: dict[str, Any]):
+    import gymnasium as gym
+
+    import envs  # noqa: F401  (registers worldmodel/ envs)
+    from envs.spaces import action_spec, obs_spec
+    from worldmodel.agent import build_model
+    from worldmodel.config import load_config
+    cfg = load_config(presets, {"model.dynamics": kind, "env.id": ENV, **overrides})
+    env = gym.make(ENV)
+    spec, act = obs_spec(env.observation_space), action_spec(env.action_space)
+    env.close()
+    return build_model(cfg, spec, act), spec, act
+
+
+def _batch(spec, act, B: int, T: int):
+    import torch
+    g = torch.Generator().manual_seed(0)
+    batch = {k.name: torch.rand(B, T, *k.shape, generator=g) for k in spec.keys}
+    idx = torch.randint(0, act.dim, (B, T), generator=g)
+    batch["action"] = torch.nn.functional.one_hot(idx, act.dim).float()
+    batch["reward"] = torch.randn(B, T, generator=g)
+    batch["is_first"] = torch.zeros(B, T, dtype=torch.bool)
+    batch["is_first"][:, 0] = True
+    batch["is_first"][:, T // 2] = True  # one reset inside each sequence, as replay yields
+    batch["is_terminal"] = torch.zeros(B, T, dtype=torch.bool)
+    batch["mask"] = torch.ones(B, T, dtype=torch.bool)
+    return batch
+
+
+def measure(kind: str, T: int, B: int, presets: list[str], overrides: dict[str, Any], repeats: int,
+            threads: int) -> dict[str, Any]:
+    """One (backbone, T) point; meant to run in a fresh process (see `_subprocess`)."""
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model, spec, act = _model(kind, presets, overrides)
+    batch = _batch(spec, act, B, T)
+
+    def update() -> None:
+        model.zero_grad(set_to_none=True)
+        total, _, _ = model.loss(batch)
+        total.backward()
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    update()
+    peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        update()
+        times.append(time.perf_counter() - t0)
+    ms = statistics.median(times) * 1e3
+    return {"backbone": kind, "T": T, "batch": B, "ms_per_update": ms, "us_per_step": ms * 1e3 / (B * T),
+            "peak_update_mb": peak_mb, "params": sum(p.numel() for p in model.parameters())}
+
+
+def _subprocess(kind: str, T: int, args: argparse.Namespace) -> dict[str, Any]:
+    spec = json.dumps({"kind": kind, "T": T, "B": args.batch, "presets": args.preset,
+                       "overrides": dict(kv.split("=", 1) for kv in args.set), "repeats": args.repeats,
+                       "threads": args.threads})
+    code = ("import json, sys; from benchmarks.backbones import measure; a = json.loads(sys.argv[1]); "
+            "print(json.dumps(measure(a['kind'], a['T'], a['B'], a['presets'], a['overrides'], "
+            "a['repeats'], a['threads'])))")
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-c", code, spec], capture_output=True, text=True, cwd=root)
+    if out.returncode != 0:
+        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"backbone": kind, "T": T, "batch": args.batch, "error": tail}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def timing(args: argparse.Namespace) -> list[dict[str, Any]]:
+    rows = []
+    print(f"{'backbone':<8} {'T':>6} {'ms/update':>10} {'us/step':>8} {'peak MB':>8}")
+    for T in args.lengths:
+        for kind in args.backbones:
+            row = _subprocess(kind, T, args)
+            rows.append(row)
+            if "error" in row:
+                print(f"{kind:<8} {T:>6}  failed: {row['error']}")
+            else:
+                print(f"{kind:<8} {T:>6} {row['ms_per_update']:>10.1f} {row['us_per_step']:>8.1f} "
+                      f"{row['peak_update_mb']:>8.1f}", flush=True)
+    return rows
+
+
+def plot(rows: list[dict[str, Any]], out: Path, title: str) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    fig = Figure(figsize=(9, 3.6))
+    FigureCanvasAgg(fig)
+    panels = [("ms_per_update", "update time (ms, fwd+bwd)"), ("peak_update_mb", "peak memory of an update (MB)")]
+    for i, (key, label) in enumerate(panels):
+        ax = fig.add_subplot(1, 2, i + 1)
+        for kind in BACKBONES:
+            pts = sorted((r["T"], r[key]) for r in rows if r["backbone"] == kind and key in r)
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=kind)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("sequence length T")
+        ax.set_title(label, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    return out
+
+
+def learn(args: argparse.Namespace) -> list[dict[str, Any]]:
+    import worldmodel
+    from worldmodel.api import evaluate_run
+    rows = []
+    print(f"{'backbone':<8} {'distance':>8} {'seed':>4} {'train return':>12} {'eval return':>11} {'wall s':>7}")
+    for distance in args.distances:
+        for kind in args.backbones:
+            for seed in args.seeds:
+                with tempfile.TemporaryDirectory() as tmp:
+                    run = str(Path(tmp) / "run")
+                    over = {"model.dynamics": kind, "env.kwargs": {"length": distance},
+                            "run.steps": args.learn_steps, "run.seed": seed, "run.logdir": run,
+                            "run.progress": False, "run.threads": args.threads, "run.video_every": 0,
+                            # a replayed sequence must hold the cue and the answer together
+                            "replay.length": max(distance + 4, 16),
+                            **dict(kv.split("=", 1) for kv in args.set)}
+                    t0 = time.time()
+                    summary = worldmodel.train(env=ENV, presets=args.preset, overrides=over)
+                    wall = time.time() - t0
+                    ev = evaluate_run(run, episodes=args.eval_episodes)
+                row = {"backbone": kind, "distance": distance, "seed": seed, "steps": args.learn_steps,
+                       "train_return": summary.get("return"), "eval_return": ev["return_mean"], "wall_s": wall}
+                rows.append(row)
+                tr = "n/a" if row["train_return"] is None else f"{row['train_return']:.2f}"
+                print(f"{kind:<8} {distance:>8} {seed:>4} {tr:>12} {row['eval_return']:>11.2f} {wall:>7.0f}",
+                      flush=True)
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = "python -m benchmarks.backbones " + " ".join(shlex.quote(a) for a in argv)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.backbones", description=__doc__.split("\n")[0])
+    p.add_argument("--lengths", type=int, nargs="+", default=[64, 256, 1024], help="sequence lengths T")
+    p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
+    p.add_argument("--batch", type=int, default=4, help="sequences per update (timing)")
+    p.add_argument("--preset", nargs="+", default=["small"], help="model size presets")
+    p.add_argument("--set", nargs="*", default=[], help="dotted overrides key=value, e.g. model.ssm_state=8")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", default=None, help="PNG (default benchmarks/results/backbones.png)")
+    p.add_argument("--learn", action="store_true", help="train on CueMemory instead of timing")
+    p.add_argument("--distances", type=int, nargs="+", default=[8, 24], help="--learn: cue distances")
+    p.add_argument("--learn-steps", type=int, default=4000, help="--learn: env steps per run")
+    p.add_argument("--eval-episodes", type=int, default=20)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    args = p.parse_args(argv)
+    from benchmarks.common import RESULTS, record
+    if args.learn:
+        rows = learn(args)
+        record("backbones", {"kind": "learn", "presets": args.preset, "runs": rows}, command)
+    else:
+        rows = timing(args)
+        RESULTS.mkdir(exist_ok=True)
+        out = Path(args.out) if args.out else RESULTS / "backbones.png"
+        title = f"world-model update, preset {' '.join(args.preset)}, batch {args.batch}, {args.threads} thread(s)"
+        print(f"wrote {plot(rows, out, title)}")
+        record("backbones", {"kind": "timing", "presets": args.preset, "rows": rows}, command)
+    print(f"reproduce: {command}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

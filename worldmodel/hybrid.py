@@ -1,0 +1,99 @@
+"""Hybrid dynamics: SSM layers interleaved with causal attention over a bounded window.
+
+The SSM layers carry information over any distance in a fixed-size state; the attention
+layers read the last W steps exactly (content-based recall that a decaying state blurs).
+Layer order: [SSM, attention] x model.ssm_layers, then a norm; everything else (posterior
+q(z_t | e_t), prior, feat, the verbs) is `SSMDynamics`'s.
+
+Sequence training attends over a (B, T, W) window of keys cut from the sequence (masked
+before step 0 of a fresh sequence and across is_first resets); stepping keeps a rolling
+key/value cache of the last W steps in the State, newest last, so the State stays a
+flat dict of fixed-size tensors:
+  l{i}_k, l{i}_v (B, W, D) and l{i}_valid (B, W) (1 = a real step of this episode).
+
+Legend: B batch, T time, W window, D width, H heads, K head size (D / H).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from worldmodel.nets import Norm, init_linear
+from worldmodel.ssm import SSMBlock, SSMDynamics, State
+
+
+class WindowAttention(nn.Module):
+    """Pre-norm residual block x + W_out(attention over the last W steps, this one included).
+    Position enters as a learned bias per head and age (0 = this step), so the same
+    weights serve the sliding window of training and the rolling cache of stepping."""
+
+    def __init__(self, width: int, window: int, heads: int = 0) -> None:
+        super().__init__()
+        heads = heads or max(1, width // 64)
+        if width % heads:
+            raise ValueError(f"attention width {width} is not divisible by {heads} heads")
+        self.width, self.window, self.heads = width, window, heads
+        self.norm = Norm(width)
+        self.qkv = init_linear(nn.Linear(width, 3 * width, bias=False))
+        self.out_proj = init_linear(nn.Linear(width, width, bias=False))
+        self.age_bias = nn.Parameter(torch.zeros(heads, window))  # indexed by cache slot
+
+    def initial(self, batch: int, device: torch.device, dtype: torch.dtype) -> State:
+        zeros = lambda *shape: torch.zeros(batch, *shape, device=device, dtype=dtype)  # noqa: E731
+        return {"k": zeros(self.window, self.width), "v": zeros(self.window, self.width),
+                "valid": zeros(self.window)}
+
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """q (..., D), k, v (..., W, D), valid (..., W) -> (..., D). Slot W-1 is the query's
+        own step, always valid, so no row is fully masked."""
+        H, K = self.heads, self.width // self.heads
+        q = q.reshape(*q.shape[:-1], H, K)  # (..., H, K)
+        k = k.reshape(*k.shape[:-1], H, K)  # (..., W, H, K)
+        v = v.reshape(*v.shape[:-1], H, K)
+        scores = torch.einsum("...hk,...whk->...hw", q, k) * K ** -0.5 + self.age_bias  # (..., H, W)
+        scores = scores.masked_fill(valid[..., None, :] == 0, float("-inf"))
+        out = torch.einsum("...hw,...whk->...hk", torch.softmax(scores, -1), v)
+        return out.reshape(*out.shape[:-2], self.width)
+
+    def sequence(self, x: torch.Tensor, keep: torch.Tensor, carry: State) -> tuple[torch.Tensor, State]:
+        """x (B, T, D), keep (B, T), carry = cache before step 0 ->
+        (y (B, T, D), the cache after every step: k, v (B, T, W, D), valid (B, T, W))."""
+        W = self.window
+        q, k, v = self.qkv(self.norm(x)).chunk(3, -1)  # (B, T, D) each
+        # Prepend the incoming cache, then cut the window ending at each step t: positions
+        # t+1 .. t+W of the (W + T)-long sequence, newest last, as in the rolling cache.
+        k_all = torch.cat([carry["k"].to(k.dtype), k], 1)  # (B, W+T, D)
+        v_all = torch.cat([carry["v"].to(v.dtype), v], 1)
+        ones = torch.ones_like(keep)
+        valid_all = torch.cat([carry["valid"].to(keep.dtype), ones], 1)  # (B, W+T)
+        # Episode id: +1 at every reset; a key is visible only within its query's episode.
+        episode = (1 - keep).cumsum(1)  # (B, T)
+        episode_all = torch.cat([torch.zeros_like(carry["valid"]).to(keep.dtype), episode], 1)
+        window = lambda t: t.unfold(1, W, 1)[:, 1:]  # (B, W+T, ...) -> (B, T, ..., W)  # noqa: E731
+        valid = window(valid_all) * (window(episode_all) == episode[..., None]).to(keep.dtype)  # (B, T, W)
+        # Invalid slots hold zeros, exactly what a reset leaves in the stepped cache.
+        k_win = window(k_all).transpose(-1, -2) * valid[..., None].to(k.dtype)  # (B, T, W, D)
+        v_win = window(v_all).transpose(-1, -2) * valid[..., None].to(v.dtype)
+        y = x + self.out_proj(self._attend(q, k_win, v_win, valid))
+        return y, {"k": k_win, "v": v_win, "valid": valid}
+
+    def step(self, x: torch.Tensor, carry: State) -> tuple[torch.Tensor, State]:
+        """x (B, D) -> y (B, D), the cache rolled by one step. Resets are the caller's."""
+        q, k, v = self.qkv(self.norm(x)).chunk(3, -1)  # (B, D) each
+        roll = lambda cache, new: torch.cat([cache[:, 1:].to(new.dtype), new[:, None]], 1)  # noqa: E731
+        k_c, v_c = roll(carry["k"], k), roll(carry["v"], v)  # (B, W, D)
+        valid = roll(carry["valid"], torch.ones_like(carry["valid"][:, 0]))  # (B, W)
+        return x + self.out_proj(self._attend(q, k_c, v_c, valid)), {"k": k_c, "v": v_c, "valid": valid}
+
+
+class HybridDynamics(SSMDynamics):
+    """`SSMDynamics` whose stack alternates SSM layers and windowed causal attention."""
+
+    def make_blocks(self, width: int, layers: int, ssm_state: int, window: int = 16,
+                    heads: int = 0) -> list[nn.Module]:
+        if window < 1:
+            raise ValueError(f"the attention window must be at least 1 step, got {window}")
+        blocks: list[nn.Module] = []
+        for _ in range(layers):
+            blocks += [SSMBlock(width, ssm_state), WindowAttention(width, window, heads)]
+        return blocks
