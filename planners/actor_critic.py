@@ -131,7 +131,8 @@ class ActorCritic(nn.Module):
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
         actor_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), self.actor_clip)
-        self.actor_opt.step()
+        if torch.isfinite(actor_norm):  # else a non-finite loss/gradient: skip (the agent counts it)
+            self.actor_opt.step()
 
         # critic: two-hot regression on lambda-returns, regularised towards the slow critic
         logits = logits[:, :-1]
@@ -142,7 +143,8 @@ class ActorCritic(nn.Module):
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
         critic_norm = nn.utils.clip_grad_norm_(self.critic.parameters(), self.critic_clip)
-        self.critic_opt.step()
+        if torch.isfinite(critic_norm):  # else a non-finite loss/gradient: skip (the agent counts it)
+            self.critic_opt.step()
         with torch.no_grad():
             for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
                 slow.lerp_(fast, self.slow_rate)

@@ -32,7 +32,8 @@ def build_model(cfg: Config, obs_spec: ObsSpec, act_spec: ActionSpec) -> WorldMo
     return WorldModel(obs_spec, act_spec.dim, deter=m.deter, stoch=m.stoch, classes=m.classes,
                       hidden=m.hidden, unimix=m.unimix, units=m.units, layers=m.layers,
                       cnn_depth=m.cnn_depth, bins=m.bins, free_nats=m.free_nats,
-                      loss_scales=m.loss_scales.to_dict())
+                      loss_scales=m.loss_scales.to_dict(), dynamics=m.dynamics,
+                      ssm_layers=m.ssm_layers, ssm_state=m.ssm_state, window=m.window)
 
 
 def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_space: Any = None,
@@ -82,6 +83,8 @@ class Agent:
         self.bf16 = cfg.run.precision == "bf16" and self.device.type == "cuda"
         self.updates = 0
         self.skipped_updates = 0
+        self.fault_streak = 0  # skipped updates in a row; a good update resets it
+        self.last_fault = ""  # the loss term of the latest skipped update
         self._loss_step = self._loss
         if cfg.run.compile and self.device.type == "cuda":
             self._loss_step = torch.compile(self._loss)
@@ -152,17 +155,13 @@ class Agent:
         total, losses, post = self._loss_step(batch)
         metrics = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
         if not torch.isfinite(total):
-            self.skipped_updates += 1
             bad = [k for k, v in losses.items() if not torch.isfinite(v)]
-            metrics["train/nonfinite_loss"] = ",".join(bad) or "total"
-            return metrics
+            return self._skip(metrics, bad[0] if bad else "total")
         self.model_opt.zero_grad(set_to_none=True)
         total.backward()
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.model_clip)
         if not torch.isfinite(norm):
-            self.skipped_updates += 1
-            metrics["train/nonfinite_loss"] = "gradient"
-            return metrics
+            return self._skip(metrics, "gradient")
         self.model_opt.step()
         metrics["train/model_grad_norm"] = float(norm)
         # imagination starts: every posterior state of the batch, flattened (N = B*T)
@@ -173,17 +172,40 @@ class Agent:
             idx = torch.randperm(len(weight), device=self.device)[: self.max_starts]
             start = {k: v[idx] for k, v in start.items()}
             start_cont, weight = start_cont[idx], weight[idx]
-        metrics.update(self.planner.update(self.model, start, start_cont, weight))
+        behavior = self.planner.update(self.model, start, start_cont, weight)
+        metrics.update(behavior)
         self.updates += 1
+        # the planner skips its own optimizer step on a non-finite loss or gradient
+        for term, key in (("actor_loss", "actor_loss"), ("critic_loss", "critic_loss"),
+                          ("actor_gradient", "actor_grad_norm"), ("critic_gradient", "critic_grad_norm")):
+            if key in behavior and not np.isfinite(behavior[key]):
+                return self._skip(metrics, term)
+        self.fault_streak = 0
+        return metrics
+
+    def _skip(self, metrics: dict[str, Any], term: str) -> dict[str, Any]:
+        """Count an update skipped for a non-finite `term`; the trainer stops on a long streak."""
+        self.skipped_updates += 1
+        self.fault_streak += 1
+        self.last_fault = term
+        # the finite terms still describe the batch; NaN would blank the logged mean
+        metrics = {k: v for k, v in metrics.items() if not isinstance(v, float) or np.isfinite(v)}
+        metrics["train/nonfinite_loss"] = term
         return metrics
 
     # -- persistence ----------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
         return {"model": self.model.state_dict(), "model_opt": self.model_opt.state_dict(),
                 "planner": self.planner.state_dict(), "updates": self.updates,
-                "skipped_updates": self.skipped_updates}
+                "skipped_updates": self.skipped_updates, "dynamics": self.cfg.model.dynamics}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        saved = state.get("dynamics", "gru")  # checkpoints from before issue 10 are all GRU
+        if saved != self.cfg.model.dynamics:
+            from worldmodel.checkpoint import CheckpointError
+            raise CheckpointError(f"it was trained with model.dynamics {saved!r}, not "
+                                  f"{self.cfg.model.dynamics!r}; the backbone cannot change after "
+                                  f"training, so drop --model.dynamics")
         self.model.load_state_dict(state["model"])
         self.model_opt.load_state_dict(state["model_opt"])
         self.planner.load_state_dict(state["planner"])

@@ -20,13 +20,15 @@ from worldmodel.trainer import (Trainer, default_logdir, env_factory, evaluate, 
 # Settings that may differ between a run and its resumption without breaking it.
 SAFE_ON_RESUME = ("run.steps", "run.log_every", "run.checkpoint_every", "run.keep_checkpoints",
                   "run.eval_every", "run.eval_episodes", "run.progress", "run.threads", "run.device",
-                  "run.logdir", "run.video_every")
+                  "run.logdir", "run.video_every", "train.max_skipped")
 
 
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
-    from worldmodel.config import flatten
-    a, b = flatten(old), flatten(new)
-    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+    """Changed keys, comparing the saved config filled with today's defaults (a key added
+    since the run started is not a change) and ignoring keys that no longer exist."""
+    from worldmodel.config import fill_defaults, flatten
+    a, b = flatten(fill_defaults(old)), flatten(new)
+    return {k: (a.get(k), b[k]) for k in sorted(b) if a.get(k) != b[k]}
 
 
 def train(env: str | Callable[[], gym.Env] | None = None, config: Config | dict | None = None,
@@ -54,7 +56,7 @@ def train(env: str | Callable[[], gym.Env] | None = None, config: Config | dict 
             if unsafe:
                 k, (old, new) = next(iter(unsafe.items()))
                 raise ConfigError(f"cannot resume {logdir}: '{k}' changed from {old!r} to {new!r}, which "
-                                  f"the saved run cannot take; use a new --logdir or --no-resume")
+                                  f"the saved run cannot take; keep {old!r} or use a new --logdir")
             for k, (old, new) in changes.items():
                 print(f"resume: {k}: {old!r} -> {new!r}")
     elif has_ckpt and resume is False:
@@ -62,35 +64,21 @@ def train(env: str | Callable[[], gym.Env] | None = None, config: Config | dict 
     try:
         save_config(cfg, logdir)
     except OSError as exc:
-        raise PermissionError(f"cannot write the run directory {logdir}: {exc.strerror}") from None
+        raise PermissionError(f"cannot write the run directory {logdir}: {exc.strerror or exc}; "
+                              f"choose another --logdir") from None
     trainer = Trainer(cfg, logdir, env if callable(env) else None)
-    if resume and has_ckpt:
-        restore(trainer)
+    try:
+        print(trainer.preflight())  # stops here, before any step, if the run cannot fit
+        if resume and has_ckpt:
+            trainer.restore()
+        else:
+            trainer.clear()
+    except BaseException:
+        trainer.driver.close()
+        raise
     summary = trainer.run()
     summary["logdir"] = str(logdir)
     return summary
-
-
-def restore(trainer: Trainer) -> None:
-    import torch
-    found = checkpoint.load_latest(trainer.logdir / "checkpoints", trainer.device)
-    if found is None:
-        return
-    path, state = found
-    try:
-        trainer.agent.load_state_dict(state["agent"])
-    except (RuntimeError, KeyError, ValueError) as exc:
-        raise checkpoint.CheckpointError(f"{path} does not match this model: {str(exc).splitlines()[0]}") from None
-    c = state["counters"]
-    trainer.step, trainer.episodes, trainer.credit = int(c["step"]), int(c["episodes"]), float(c["credit"])
-    for k in trainer.counters:
-        trainer.counters[k] = int(c.get(k, 0))
-    if trainer.shield is not None and "shield" in state:
-        trainer.shield.load_state_dict(state["shield"])
-    torch.set_rng_state(state["rng"]["torch"])
-    trainer.rng.bit_generator.state = state["rng"]["numpy"]
-    trainer.replay.rng.bit_generator.state = state["rng"]["replay"]
-    print(f"resumed from {path} at step {trainer.step}")
 
 
 def _run_config(run: str | Path, overrides: dict[str, Any] | None = None) -> Config:

@@ -46,6 +46,28 @@ def _overrides(rest: list[str]) -> dict[str, Any]:
     return out
 
 
+def _command() -> str:
+    """The command line that started this process, to rerun it (e.g. to resume)."""
+    import shlex
+    argv = list(sys.argv)
+    if argv and Path(argv[0]).name == "__main__.py":  # python -m worldmodel
+        argv[:1] = [Path(sys.executable).name, "-m", Path(argv[0]).parent.name]
+    elif argv:
+        argv[0] = Path(argv[0]).name
+    return shlex.join(argv)
+
+
+def _one_line(exc: BaseException) -> str:
+    """A user error as one line: rule errors drop their source excerpt and caret."""
+    message = getattr(exc, "message", None)
+    if message is not None and hasattr(exc, "expected"):  # symbolic.RuleError
+        where = f"{exc.path}:{exc.line}:{exc.column}" if exc.line else exc.path
+        expected = f" (expected: {exc.expected})" if exc.expected else ""
+        return f"{where}: {message}{expected}"
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return "; ".join(lines) or type(exc).__name__
+
+
 def _is_number(text: str) -> bool:
     try:
         float(text)
@@ -68,6 +90,9 @@ def cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     from worldmodel.api import train
     overrides = _overrides(rest)
     result = train(presets=args.preset, overrides=overrides, resume=args.resume)
+    if result.get("interrupted"):
+        print(f"interrupted at step {result['step']}; checkpoint saved; resume with: {_command()}")
+        return 0
     print(f"run directory: {result['logdir']}")
     if result.get("return") is not None:
         print(f"final return (mean of last 10 episodes): {result['return']:.2f}")
@@ -155,9 +180,16 @@ def cmd_rules(args: argparse.Namespace, rest: list[str]) -> int:
     return code
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage mistake is a one-line ConfigError like any other bad input."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ConfigError(f"{message}; see {self.prog} --help")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="worldmodel", description="Train world-model agents that "
-                                     "imagine before they act and never break the rules.")
+    parser = _Parser(prog="worldmodel", description="Train world-model agents that "
+                     "imagine before they act and never break the rules.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("train", help="train an agent", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -210,7 +242,8 @@ def user_errors() -> tuple[type[BaseException], ...]:
     """Exception types that mean bad input, reported in one line."""
     from envs import EnvError, SpaceError
     from worldmodel.checkpoint import CheckpointError
-    errors: list[type[BaseException]] = [ConfigError, EnvError, SpaceError, CheckpointError,
+    from worldmodel.faults import RunStopped
+    errors: list[type[BaseException]] = [ConfigError, EnvError, SpaceError, CheckpointError, RunStopped,
                                          FileNotFoundError, PermissionError, NotADirectoryError]
     try:
         from symbolic import RuleError
@@ -224,9 +257,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [a for a in argv if a != "--debug"]
-    parser = build_parser()
-    args, rest = parser.parse_known_args(argv)
     try:
+        args, rest = build_parser().parse_known_args(argv)
         code = args.func(args, rest)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
@@ -235,10 +267,9 @@ def main(argv: list[str] | None = None) -> int:
         if debug or not isinstance(exc, user_errors()):
             if debug:
                 raise
-            print(f"error: {type(exc).__name__}: {exc} (run with --debug for the traceback)", file=sys.stderr)
+            print(f"error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)", file=sys.stderr)
             return 1
-        message = str(exc).strip()
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 2
     return code
 

@@ -9,6 +9,7 @@ Only factories read the config; modules take plain keyword arguments.
 from __future__ import annotations
 
 import difflib
+import functools
 import io
 import json
 from pathlib import Path
@@ -70,6 +71,7 @@ def _is_free_dict(name: str) -> bool:
     return name in FREE_DICTS
 
 
+@functools.lru_cache(maxsize=1)  # parsed once per process (the CLI asks several times); read-only
 def _read_yaml() -> tuple[dict[str, Any], dict[str, Any], dict[str, str]]:
     yaml = YAML()  # round-trip: keeps the comments, which are the keys' help text
     with open(CONFIG_FILE) as f:
@@ -170,7 +172,7 @@ def coerce(dotted: str, value: Any, default: Any) -> Any:
 CHOICES = {
     "env.obs": ("state", "pixels"),
     "run.precision": ("float32", "bf16"),
-    "model.dynamics": ("gru",),
+    "model.dynamics": ("gru", "ssm", "hybrid"),
     "actor.grad": ("auto", "reinforce", "dynamics"),
     "planner.kind": ("actor", "cem", "mppi"),
     "shield.mode": ("on", "off"),
@@ -183,6 +185,13 @@ def _fill_missing(tree: dict[str, Any], defaults: dict[str, Any]) -> None:
             tree[key] = json.loads(json.dumps(value))
         elif isinstance(value, dict) and isinstance(tree[key], dict) and key not in FREE_DICTS:
             _fill_missing(tree[key], value)
+
+
+def fill_defaults(tree: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a saved config with keys added since it was saved set to their defaults."""
+    out = json.loads(json.dumps(tree))
+    _fill_missing(out, _read_yaml()[0])
+    return out
 
 
 def preset_names() -> list[str]:
@@ -217,14 +226,20 @@ def load_config(presets: Iterable[str] = (), overrides: dict[str, Any] | None = 
     for dotted, choices in CHOICES.items():
         if flat[dotted] not in choices:
             raise ConfigError(f"config key '{dotted}' must be one of {', '.join(choices)}, got {flat[dotted]!r}")
-    for dotted in ("run.steps", "replay.batch", "replay.length", "replay.capacity", "model.deter",
-                   "model.stoch", "model.classes", "model.units", "model.bins", "behavior.horizon",
+    for dotted in ("run.steps", "replay.batch", "replay.length", "replay.capacity", "replay.chunk", "model.deter",
+                   "model.stoch", "model.classes", "model.units", "model.bins", "model.ssm_layers",
+                   "model.ssm_state", "model.window", "behavior.horizon",
                    "env.workers", "planner.samples", "planner.horizon", "planner.iterations",
                    "planner.elites", "planner.temperature"):
         if flat[dotted] <= 0:
             raise ConfigError(f"config key '{dotted}' must be positive, got {flat[dotted]}")
     if not 0.0 <= flat["planner.policy_fraction"] <= 1.0:
         raise ConfigError(f"config key 'planner.policy_fraction' must be in [0, 1], got {flat['planner.policy_fraction']}")
+    if flat["run.checkpoint_every"] <= 0:
+        raise ConfigError(f"config key 'run.checkpoint_every' must be positive, got {flat['run.checkpoint_every']}")
+    for dotted in ("train.max_skipped", "run.keep_checkpoints", "run.log_every", "run.eval_every", "run.video_every"):
+        if flat[dotted] < 0:
+            raise ConfigError(f"config key '{dotted}' must be 0 or more, got {flat[dotted]}")
     if flat["train.ratio"] <= 0:
         raise ConfigError(f"config key 'train.ratio' must be positive, got {flat['train.ratio']}")
     return Config(tree)

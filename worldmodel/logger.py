@@ -81,3 +81,27 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             continue
     return out
+
+
+def rewind_jsonl(logdir: Path, step: int) -> dict[str, int]:
+    """Drop every record with step > `step` (and torn lines) from <logdir>/*.jsonl, each
+    file rewritten atomically, so a resumed run's curves neither repeat nor rewind.
+    Returns {file name: lines dropped} for the files that changed."""
+    from worldmodel.checkpoint import atomic_write_bytes
+    dropped: dict[str, int] = {}
+    for path in sorted(Path(logdir).glob("*.jsonl")):
+        lines = path.read_text().splitlines()
+        keep = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # torn by a crash mid-write
+            if isinstance(record, dict) and isinstance(record.get("step"), (int, float)) and record["step"] > step:
+                continue
+            keep.append(line)
+        if len(keep) != len(lines):
+            text = "".join(f"{line}\n" for line in keep).encode()
+            atomic_write_bytes(path, lambda f: f.write(text))
+            dropped[path.name] = len(lines) - len(keep)
+    return dropped

@@ -6,50 +6,90 @@ starts inside one episode and is cut at its end; steps past the end are padding 
 mask 0 (losses ignore them). Episodes shorter than the sequence length are still used
 whole, which matters early in CartPole, where episodes last 10-20 steps.
 
+On disk (when given a directory): every `chunk` steps of a lane are also written to
+`<directory>/lane{L}_{first:012d}.npz`, atomically, so a run killed at any moment can
+rebuild its replay from the chunks plus the partial chunk stored in the checkpoint
+(`state_dict` / `load_state_dict`). Chunks whose steps have all left the ring are deleted,
+so disk use is bounded by the capacity (plus one chunk per lane).
+
 Legend: L lanes (= envs), N steps per lane, B batch, T sequence length.
 """
 from __future__ import annotations
 
+import re
+import sys
+from collections import deque
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+
+from worldmodel.checkpoint import atomic_write_bytes
+
+CHUNK_NAME = re.compile(r"^lane(\d+)_(\d{12})\.npz$")
 
 
 class Replay:
     def __init__(self, capacity: int, lanes: int, fields: dict[str, tuple[tuple[int, ...], Any]],
-                 seed: int = 0) -> None:
+                 seed: int = 0, directory: str | Path | None = None, chunk: int = 1024,
+                 keep_saved: int = 1) -> None:
         """`fields`: name -> (shape of one step, dtype). is_first / is_last / is_terminal,
-        reward and action are fields like any other."""
+        reward and action are fields like any other. `directory`: where chunks go (None:
+        RAM only). `keep_saved`: how many of the newest `state_dict`s (checkpoints) must
+        stay restorable, which keeps the chunks they need on disk."""
         self.lanes = lanes
         self.size = max(1, capacity // lanes)  # steps per lane
         self.data = {k: np.zeros((lanes, self.size, *shape), dtype) for k, (shape, dtype) in fields.items()}
         self.count = np.zeros(lanes, np.int64)  # steps ever written per lane (absolute positions)
+        # oldest valid absolute position per lane: count - size once full, later after a
+        # resume that found fewer chunks on disk than the ring can hold
+        self.floor = np.zeros(lanes, np.int64)
         self.ep_start = np.zeros((lanes, self.size), np.int64)  # absolute start of each step's episode
         self.ep_end = np.zeros((lanes, self.size), np.int64)  # absolute end (exclusive) once known
         self.cur_start = np.zeros(lanes, np.int64)
         self.open = np.zeros(lanes, bool)  # lane's newest episode has not ended yet
         self.rng = np.random.default_rng(seed)
+        self.directory = Path(directory) if directory is not None else None
+        self.chunk = max(1, min(chunk, self.size))  # a chunk must still be in the ring when full
+        self.saved: deque[np.ndarray] = deque(maxlen=max(1, keep_saved))  # counts of recent state_dicts
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+
+    def _oldest(self) -> np.ndarray:
+        return np.maximum(self.count - self.size, self.floor)
 
     def __len__(self) -> int:
-        return int(np.minimum(self.count, self.size).sum())
+        return int((self.count - self._oldest()).sum())
 
-    def add(self, step: dict[str, np.ndarray]) -> None:
-        """One step for every lane: each field (L, ...). Needs `is_first` and `is_last`."""
-        pos = self.count % self.size
-        lanes = np.arange(self.lanes)
+    def add(self, step: dict[str, np.ndarray], lanes: np.ndarray | None = None) -> None:
+        """One step for every lane: each field (L, ...). Needs `is_first` and `is_last`.
+        `lanes`: add to these lanes only (fields then have their length)."""
+        lanes = np.arange(self.lanes) if lanes is None else np.asarray(lanes, np.int64)
+        pos = self.count[lanes] % self.size
         for k, arr in self.data.items():
             arr[lanes, pos] = step[k]
         first = np.asarray(step["is_first"], bool)
-        self.cur_start = np.where(first, self.count, self.cur_start)
-        self.ep_start[lanes, pos] = self.cur_start
-        self.count += 1
+        last = np.asarray(step["is_last"], bool)
+        # An episode cut short without is_last (its env was restarted after a crash) ends
+        # where the next one begins, so its steps still read a valid end.
+        for lane in lanes[first & self.open[lanes]]:
+            self._close(lane, self.count[lane])
+        self.cur_start[lanes] = np.where(first, self.count[lanes], self.cur_start[lanes])
+        self.ep_start[lanes, pos] = self.cur_start[lanes]
+        self.count[lanes] += 1
         # A finished episode learns its end once: write it over the episode's stored steps
         # (amortised O(1) per step). Ongoing episodes read their end from `count`.
-        for lane in np.flatnonzero(np.asarray(step["is_last"], bool)):
-            begin = max(self.cur_start[lane], self.count[lane] - self.size)
-            idx = np.arange(begin, self.count[lane]) % self.size
-            self.ep_end[lane, idx] = self.count[lane]
-        self.open = ~np.asarray(step["is_last"], bool)
+        for lane in lanes[last]:
+            self._close(lane, self.count[lane])
+        self.open[lanes] = ~last
+        if self.directory is not None:
+            for lane in lanes[self.count[lanes] % self.chunk == 0]:
+                self._write_chunk(int(lane), int(self.count[lane]) - self.chunk)
+
+    def _close(self, lane: int, end: int) -> None:
+        begin = max(self.cur_start[lane], end - self.size, self.floor[lane])
+        self.ep_end[lane, np.arange(begin, end) % self.size] = end
 
     def _ends(self, lane: np.ndarray, abs_pos: np.ndarray) -> np.ndarray:
         """Absolute end (exclusive) of the episode holding each step."""
@@ -59,14 +99,15 @@ class Replay:
 
     def sample(self, batch: int, length: int) -> dict[str, np.ndarray]:
         """B sequences of T steps, each inside one episode, plus `mask` (B, T)."""
-        filled = np.minimum(self.count, self.size)
+        oldest_all = self._oldest()
+        filled = self.count - oldest_all
         lanes_ok = np.flatnonzero(filled > 0)
         if len(lanes_ok) == 0:
             raise ValueError("replay is empty")
         # choose lanes in proportion to how much they hold, then a uniform step in the lane
         weights = filled[lanes_ok] / filled[lanes_ok].sum()
         lane = lanes_ok[self.rng.choice(len(lanes_ok), batch, p=weights)]
-        oldest = self.count[lane] - filled[lane]
+        oldest = oldest_all[lane]
         pos = oldest + (self.rng.random(batch) * filled[lane]).astype(np.int64)
         start = np.maximum(self.ep_start[lane, pos % self.size], oldest)
         end = self._ends(lane, pos)
@@ -83,12 +124,126 @@ class Replay:
         out["is_first"][:, 0] = True
         return out
 
+    # -- chunks on disk ---------------------------------------------------------------------
+    def _chunk_path(self, lane: int, first: int) -> Path:
+        assert self.directory is not None
+        return self.directory / f"lane{lane}_{first:012d}.npz"
+
+    def _steps(self, lane: int, begin: int, end: int) -> dict[str, np.ndarray]:
+        idx = np.arange(begin, end) % self.size
+        return {k: arr[lane, idx] for k, arr in self.data.items()}
+
+    def _write_chunk(self, lane: int, first: int) -> None:
+        if first >= self.floor[lane]:  # else part of it was lost before a resume: never write a hole
+            arrays = self._steps(lane, first, first + self.chunk)
+            atomic_write_bytes(self._chunk_path(lane, first), lambda f: np.savez(f, **arrays))
+        # Bounded disk: drop chunks whose steps have left the ring -- as seen from the oldest
+        # checkpoint still kept, so a resume from any of them finds all its steps.
+        protected = min([int(c[lane]) for c in self.saved] + [int(self.count[lane])])
+        evicted = protected - self.size  # chunks ending at or before this are not needed
+        if evicted > 0:
+            for path in self._chunks(lane):
+                if int(CHUNK_NAME.match(path.name).group(2)) + self.chunk <= evicted:
+                    path.unlink(missing_ok=True)
+
+    def _chunks(self, lane: int) -> list[Path]:
+        if self.directory is None or not self.directory.is_dir():
+            return []
+        found = [(int(m.group(2)), p) for p in self.directory.iterdir()
+                 if (m := CHUNK_NAME.match(p.name)) and int(m.group(1)) == lane]
+        return [p for _, p in sorted(found)]
+
+    def clear_disk(self) -> None:
+        """Delete every chunk (a fresh start in a directory a crashed run left behind)."""
+        if self.directory is not None and self.directory.is_dir():
+            for path in self.directory.iterdir():
+                if CHUNK_NAME.match(path.name):
+                    path.unlink(missing_ok=True)
+
     def state_dict(self) -> dict[str, Any]:
-        return {"data": self.data, "count": self.count, "ep_start": self.ep_start,
-                "ep_end": self.ep_end, "cur_start": self.cur_start, "open": self.open}
+        """What a checkpoint needs to rebuild the replay from the chunks: per-lane counts
+        and the steps since each lane's last full chunk (as tensors: weights_only loads).
+        Without a directory, every stored step."""
+        partial, partial_from = [], []
+        for lane in range(self.lanes):
+            c, oldest = int(self.count[lane]), int(self._oldest()[lane])
+            begin = max(c - c % self.chunk, oldest) if self.directory is not None else oldest
+            partial_from.append(begin)
+            partial.append({k: torch.from_numpy(np.ascontiguousarray(v))
+                            for k, v in self._steps(lane, begin, c).items()})
+        self.saved.append(self.count.copy())
+        return {"count": torch.from_numpy(self.count.copy()), "chunk": self.chunk, "partial": partial,
+                "partial_from": partial_from, "on_disk": self.directory is not None}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        for k in ("count", "ep_start", "ep_end", "cur_start", "open"):
-            setattr(self, k, np.asarray(state[k]).copy())
-        for k, v in state["data"].items():
-            self.data[k][...] = v
+        """Rebuild the ring from chunks on disk plus the checkpoint's partial chunks. Keeps
+        exactly `count[lane]` steps per lane (the newest that fit); chunk files newer than
+        the checkpoint are deleted, since their env steps will run again."""
+        counts = np.asarray(state["count"], np.int64)
+        if len(counts) != self.lanes or int(state["chunk"]) != self.chunk:
+            raise ValueError(f"replay layout changed: {len(counts)} lanes x chunk {int(state['chunk'])} "
+                             f"saved, {self.lanes} x {self.chunk} now")
+        for lane in range(self.lanes):
+            self._load_lane(lane, int(counts[lane]), int(state["partial_from"][lane]),
+                            state["partial"][lane], bool(state["on_disk"]))
+        self.saved.clear()
+        self.saved.append(counts.copy())
+
+    def _load_lane(self, lane: int, count: int, partial_from: int, partial: dict[str, Any],
+                   on_disk: bool) -> None:
+        split = count - count % self.chunk  # full chunks cover [.., split), partial [split, count)
+        want_from = max(0, count - self.size)
+        # newest first: pieces must join up with no gap, back to want_from
+        pieces = [(partial_from, {k: np.asarray(v) for k, v in partial.items()})]
+        begin = partial_from
+        files = {int(CHUNK_NAME.match(p.name).group(2)): p for p in self._chunks(lane)}
+        for first, path in files.items():
+            if first >= split:
+                path.unlink(missing_ok=True)  # written after the checkpoint: replayed anyway
+        for first in sorted((f for f in files if f < split), reverse=True):
+            if begin <= want_from or first + self.chunk != begin:
+                break
+            try:
+                with np.load(files[first], allow_pickle=False) as z:  # plain arrays, never code
+                    arrays = {k: z[k] for k in self.data}
+                if any(len(a) != self.chunk for a in arrays.values()):
+                    raise ValueError("wrong length")
+            except Exception as exc:  # noqa: BLE001 - a damaged chunk ends the usable history
+                print(f"warning: replay chunk {files[first].name} unreadable ({type(exc).__name__}); "
+                      f"older steps of lane {lane} are dropped", file=sys.stderr)
+                break
+            keep = max(first, want_from)
+            pieces.append((keep, {k: a[keep - first:] for k, a in arrays.items()}))
+            begin = keep
+        if begin > want_from and on_disk and count > 0:
+            print(f"warning: replay lane {lane}: steps {want_from}..{begin} missing on disk; "
+                  f"resuming with {count - begin} of them", file=sys.stderr)
+        self.count[lane], self.floor[lane] = count, begin
+        for first, arrays in pieces:
+            n = len(next(iter(arrays.values()))) if arrays else 0
+            idx = np.arange(first, first + n) % self.size
+            for k, arr in self.data.items():
+                if k in arrays:
+                    arr[lane, idx] = arrays[k]
+        self._rebuild_episodes(lane)
+
+    def _rebuild_episodes(self, lane: int) -> None:
+        """ep_start / ep_end / cur_start / open of one lane from its is_first / is_last."""
+        lo, hi = int(self.floor[lane]), int(self.count[lane])
+        if hi <= lo:
+            self.cur_start[lane], self.open[lane] = hi, False
+            return
+        t = np.arange(lo, hi)
+        idx = t % self.size
+        first = self.data["is_first"][lane, idx].astype(bool)
+        last = self.data["is_last"][lane, idx].astype(bool)
+        start = np.maximum.accumulate(np.where(first, t, lo))
+        # an episode ends after its is_last, or where the next is_first cuts it short
+        cut = np.zeros_like(last)
+        cut[:-1] = first[1:]
+        marker = np.where(last | cut, t + 1, np.iinfo(np.int64).max)
+        end = np.minimum.accumulate(marker[::-1])[::-1]
+        self.ep_start[lane, idx] = start
+        self.ep_end[lane, idx] = np.where(end == np.iinfo(np.int64).max, hi, end)
+        self.cur_start[lane] = start[-1]
+        self.open[lane] = not last[-1]

@@ -3,6 +3,11 @@ with logging, evaluation and checkpoints hanging off it.
 
 One iteration steps every env once (E env steps), stores the E transitions, then runs as
 many updates as the replay ratio asks for: ratio / (batch * length) updates per env step.
+
+Resume: a checkpoint holds everything but the envs (model, optimizers, planner, shield,
+counters, RNG states, the replay's counts and partial chunk). Envs cannot be snapshotted,
+so a resumed run restarts them, reseeded from (seed, step): episodes in flight at the
+crash are cut short in replay and begin again. See worldmodel/README_RELIABILITY.md.
 """
 from __future__ import annotations
 
@@ -17,8 +22,8 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from envs import Driver, make_factory
-from worldmodel import checkpoint
+from envs import Driver, EnvError, make_factory
+from worldmodel import checkpoint, faults, resume
 from worldmodel.agent import Agent, pick_device
 from worldmodel.config import Config
 from worldmodel.logger import Logger
@@ -60,12 +65,25 @@ def random_actions(agent: Agent, n: int, rng: np.random.Generator) -> np.ndarray
 
 
 def load_shield(cfg: Config, driver: Driver):
-    """The shield for cfg.shield.rules, or None. Imported lazily: symbolic/ is optional at runtime."""
+    """The shield for cfg.shield.rules, or None. Imported lazily: symbolic/ is optional at runtime.
+    Rules that fail static verification (contradictions, dead ends, ...) stop the run
+    before it starts, with the first error on one line."""
     if not cfg.shield.rules:
         return None
-    from symbolic import Shield, load_rules
+    from symbolic import RuleError, Shield, load_rules
+    from symbolic.verify import verify
     rules = load_rules(cfg.shield.rules, driver.observation_space, driver.action_space)
+    errors = verify(rules, driver.observation_space, driver.action_space).errors
+    if errors:
+        more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise RuleError(f"fails static verification: {errors[0].check}: {errors[0].message}{more}; "
+                        f"see: worldmodel rules check {cfg.shield.rules}", errors[0].location or rules.program.path)
     return Shield(rules, driver.action_space, driver.num_envs)
+
+
+def _next_multiple(step: int, every: int) -> int:
+    """Keeps checkpoints and log lines on the same grid (multiples of `every`) across resumes."""
+    return (step // every + 1) * every if every > 0 else step
 
 
 class Trainer:
@@ -80,27 +98,49 @@ class Trainer:
         self.agent = Agent(cfg, self.driver.obs_spec, self.driver.act_spec, self.device,
                            self.driver.observation_space, self.driver.action_space)
         self.agent._obs_space = self.driver.observation_space
-        self.replay = Replay(cfg.replay.capacity, cfg.env.workers, replay_fields(self.agent), seed=cfg.run.seed)
         self.shield = load_shield(cfg, self.driver)
+        self.replay = Replay(cfg.replay.capacity, cfg.env.workers, replay_fields(self.agent), seed=cfg.run.seed,
+                             directory=self.logdir / "replay", chunk=cfg.replay.chunk,
+                             keep_saved=cfg.run.keep_checkpoints or 1 << 30)
         self.rng = np.random.default_rng(cfg.run.seed)
         self.step = 0
         self.episodes = 0
         self.credit = 0.0
         self.counters = {"vetoes": 0, "executed_violations": 0, "dead_ends": 0, "fallbacks": 0}
+        self.saved_step = -1  # step of the newest checkpoint written or loaded
+        self.pending: tuple[Any, np.ndarray] | None = None  # (step dict, its cost) not yet in replay
+        self.last_checkpoint: Path | None = None
 
-    # -- persistence ------------------------------------------------------------------
+    # -- persistence (what a checkpoint holds: worldmodel/resume.py) ----------------------
     def state_dict(self) -> dict[str, Any]:
-        extra = {"shield": self.shield.state_dict()} if self.shield is not None else {}
-        return {**extra, "agent": self.agent.state_dict(),
-                "counters": {"step": self.step, "episodes": self.episodes, "credit": self.credit,
-                             **self.counters},
-                "rng": {"torch": torch.get_rng_state(), "numpy": self.rng.bit_generator.state,
-                        "replay": self.replay.rng.bit_generator.state},
-                "config": self.cfg.to_dict()}
+        return resume.state_dict(self)
 
     def save(self) -> Path:
-        return checkpoint.save(self.logdir / "checkpoints", self.step, self.state_dict(),
-                               self.cfg.run.keep_checkpoints)
+        try:
+            path = checkpoint.save(self.logdir / "checkpoints", self.step, self.state_dict(),
+                                   self.cfg.run.keep_checkpoints)
+        except OSError as exc:
+            raise faults.RunStopped(f"cannot write a checkpoint in {self.logdir / 'checkpoints'}: "
+                                    f"{exc.strerror or exc}; free some space, then rerun the same command "
+                                    f"to resume from {self.last_checkpoint or 'the start'}") from None
+        self.saved_step, self.last_checkpoint = self.step, path
+        return path
+
+    def restore(self) -> Path | None:
+        """Continue from the newest readable checkpoint; logs and replay chunks written after
+        it are dropped (their env steps run again). None: there was none (fresh start)."""
+        return resume.restore(self)
+
+    def clear(self) -> None:
+        resume.clear(self)
+
+    def preflight(self) -> str:
+        """The memory / disk estimate line; raises RunStopped when the run cannot fit."""
+        params = sum(p.numel() for m in (self.agent.model, self.agent.planner) for p in m.parameters())
+        cfg, keep = self.cfg, max(self.cfg.run.keep_checkpoints, 1)
+        slack = self.replay.lanes * self.replay.chunk + keep * cfg.run.checkpoint_every
+        return faults.preflight(self.replay.data, self.replay.size * self.replay.lanes, slack, params,
+                                keep, self.logdir)
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
@@ -113,15 +153,16 @@ class Trainer:
         pending_cost = np.zeros(E, np.float32)
         window: dict[str, list[float]] = {}
         recent_returns: list[float] = []
-        next_log = self.step + cfg.run.log_every
-        next_ckpt = self.step + cfg.run.checkpoint_every
+        next_log = _next_multiple(self.step, cfg.run.log_every)
+        next_ckpt = _next_multiple(self.step, cfg.run.checkpoint_every)
         next_eval = self.step + cfg.run.eval_every if cfg.run.eval_every else None
         video_every = cfg.run.video_every
         next_video = (self.step // video_every + 1) * video_every if video_every else None
         t_start, steps_start, updates_start = time.time(), self.step, self.agent.updates
         summary: dict[str, Any] = {}
+        stop = faults.GracefulStop().install()  # SIGINT / SIGTERM: finish the step, checkpoint, return
         try:
-            while self.step < cfg.run.steps:
+            while self.step < cfg.run.steps and stop.signal is None:
                 mask = None
                 veto = self.shield is not None and cfg.shield.mode == "on"
                 if veto and self.agent.act_spec.kind == "discrete":
@@ -152,13 +193,11 @@ class Trainer:
                         float(np.mean(sinfo["projection_distance"])))
                     action = self.agent.act_spec.from_env(env_action)
                     carry = self.agent.executed(carry, action)
-                # the action at an episode's last obs is never executed: store zeros
-                stored = np.where(step_data.is_last[:, None], 0.0, action).astype(np.float32)
-                self.replay.add({**step_data.obs, "action": stored, "reward": step_data.reward,
-                                 "is_first": step_data.is_first, "is_last": step_data.is_last,
-                                 "is_terminal": step_data.is_terminal, "cost": pending_cost})
+                self.replay.add(resume.transition(step_data, action, pending_cost))
+                self.pending = None
                 pending_cost = np.where(step_data.is_last, 0.0, cost_now).astype(np.float32)
                 step_data = self.driver.step(env_action)
+                self.pending = (step_data, pending_cost)  # a checkpoint keeps its terminal obs
                 self.step += E
                 for _, ret, length in step_data.ended:
                     self.episodes += 1
@@ -176,6 +215,11 @@ class Trainer:
                         for k, v in metrics.items():
                             if isinstance(v, float):
                                 window.setdefault(k, []).append(v)
+                        if cfg.train.max_skipped and self.agent.fault_streak >= cfg.train.max_skipped:
+                            # the parameters are intact (every bad step was skipped), but the run
+                            # is going nowhere: stop, keeping the last checkpoint as it is
+                            raise faults.diverged(self.agent.last_fault, self.agent.fault_streak,
+                                                  self.last_checkpoint)
                 logger.progress(self.step, updates=self.agent.updates,
                                 vetoes=self.counters["vetoes"] if self.shield is not None else None)
                 if self.step >= next_log or self.step >= cfg.run.steps:
@@ -209,11 +253,22 @@ class Trainer:
                     except Exception as exc:  # noqa: BLE001
                         print(f"warning: dream video at step {self.step} failed: {type(exc).__name__}: "
                               f"{str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
-            self.save()
+            if self.saved_step != self.step:
+                self.save()
+        except EnvError as exc:  # the env broke mid-run: keep what was learned since the last checkpoint
+            if self.step <= self.saved_step or self.step == 0:
+                raise
+            raise EnvError(f"{exc}; progress saved in {self.save()}") from None
+        except MemoryError:
+            raise faults.RunStopped(f"out of memory at step {self.step}; last checkpoint: "
+                                    f"{self.last_checkpoint or 'none yet'}; try a smaller --replay.capacity "
+                                    f"or --replay.batch") from None
         finally:
+            stop.restore()
             logger.close()
             self.driver.close()
-        summary["returns"] = recent_returns
+        summary.update(returns=recent_returns, step=self.step,
+                       interrupted=stop.signal if self.step < cfg.run.steps else None)
         return summary
 
 
