@@ -107,6 +107,11 @@ class Driver:
             obs, reward, terminated, truncated, info = self.envs.step(env_action)
         except EnvError:
             raise
+        except (EOFError, BrokenPipeError, ConnectionError) as exc:
+            # the pipe to a worker closed: its process died without raising (segfault, os._exit)
+            self._crashed = True
+            raise EnvError(f"an env worker process died during step() ({type(exc).__name__}); the env "
+                           f"crashed outside Python: run with --env.parallel false to see its error") from exc
         except Exception as exc:
             raise EnvError(f"env.step() failed: {type(exc).__name__}: {exc}") from exc
         reward = np.asarray(reward, np.float32).reshape(self.num_envs)
@@ -138,4 +143,10 @@ class Driver:
         return None if frames is None else np.asarray(frames[0])
 
     def close(self) -> None:
-        self.envs.close()
+        try:
+            if getattr(self, "_crashed", False) and hasattr(self.envs, "processes"):
+                self.envs.close(terminate=True)  # do not wait on a dead worker's pipe
+            else:
+                self.envs.close()
+        except Exception:  # noqa: BLE001  closing must never hide the error that got us here
+            pass

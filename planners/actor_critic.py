@@ -58,6 +58,8 @@ class ActorCritic(nn.Module):
         self.actor_clip, self.critic_clip = actor_clip, critic_clip
         self.retnorm = ReturnNormalizer(rate=retnorm_rate)
         self.cost_penalty = cost_penalty  # imagined reward penalty per unit of predicted rule cost
+        # set under torchrun: averages gradients over ranks (worldmodel/distributed.py)
+        self.grad_sync: Any = None
         self.actor_opt = torch.optim.Adam(self.actor.parameters(), lr=actor_lr, eps=eps)
         self.critic_opt = torch.optim.Adam(self.critic.parameters(), lr=critic_lr, eps=eps)
 
@@ -130,6 +132,8 @@ class ActorCritic(nn.Module):
         actor_loss = -(state_weight * (objective + self.entropy * entropy)).mean()
         self.actor_opt.zero_grad(set_to_none=True)
         actor_loss.backward()
+        if self.grad_sync is not None:
+            self.grad_sync(self.actor.parameters())
         actor_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), self.actor_clip)
         if torch.isfinite(actor_norm):  # else a non-finite loss/gradient: skip (the agent counts it)
             self.actor_opt.step()
@@ -142,6 +146,8 @@ class ActorCritic(nn.Module):
         critic_loss = (state_weight * critic_loss).mean()
         self.critic_opt.zero_grad(set_to_none=True)
         critic_loss.backward()
+        if self.grad_sync is not None:
+            self.grad_sync(self.critic.parameters())
         critic_norm = nn.utils.clip_grad_norm_(self.critic.parameters(), self.critic_clip)
         if torch.isfinite(critic_norm):  # else a non-finite loss/gradient: skip (the agent counts it)
             self.critic_opt.step()

@@ -17,6 +17,7 @@ from planners.actor_critic import ActorCritic
 from planners.cem import CEM
 from planners.mpc import LatentMPC
 from planners.mppi import MPPI
+from worldmodel import distributed
 from worldmodel.config import Config
 from worldmodel.model import WorldModel
 
@@ -80,6 +81,7 @@ class Agent:
                                           eps=cfg.train.adam_eps)
         self.model_clip = cfg.train.model_clip
         self.max_starts = cfg.behavior.starts
+        self.ctx = distributed.Context()  # set by the trainer under torchrun
         self.bf16 = cfg.run.precision == "bf16" and self.device.type == "cuda"
         self.updates = 0
         self.skipped_updates = 0
@@ -88,6 +90,14 @@ class Agent:
         self._loss_step = self._loss
         if cfg.run.compile and self.device.type == "cuda":
             self._loss_step = torch.compile(self._loss)
+
+    def use_distributed(self, ctx: distributed.Context) -> None:
+        """Average every gradient over ranks and start from rank 0's parameters."""
+        self.ctx = ctx
+        behavior = getattr(self.planner, "actor_critic", self.planner)
+        behavior.grad_sync = lambda params: distributed.average_gradients(params, ctx)
+        distributed.broadcast_module(self.model, ctx)
+        distributed.broadcast_module(behavior, ctx)
 
     def param_counts(self) -> dict[str, int]:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -154,11 +164,14 @@ class Agent:
         batch = self.to_batch(data)
         total, losses, post = self._loss_step(batch)
         metrics = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
-        if not torch.isfinite(total):
+        # Under torchrun every rank must take part in every all-reduce, so a non-finite loss
+        # is not skipped here: its NaN gradients reach all ranks, which then skip together.
+        if not torch.isfinite(total) and not self.ctx.active:
             bad = [k for k, v in losses.items() if not torch.isfinite(v)]
             return self._skip(metrics, bad[0] if bad else "total")
         self.model_opt.zero_grad(set_to_none=True)
         total.backward()
+        distributed.average_gradients(self.model.parameters(), self.ctx)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.model_clip)
         if not torch.isfinite(norm):
             return self._skip(metrics, "gradient")

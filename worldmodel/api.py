@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 import gymnasium as gym
 
-from worldmodel import checkpoint
+from worldmodel import checkpoint, distributed
 from worldmodel.config import Config, ConfigError, load_config
 from worldmodel.trainer import (Trainer, default_logdir, env_factory, evaluate, load_run_config,
                               save_config, setup_torch)
@@ -44,6 +44,13 @@ def train(env: str | Callable[[], gym.Env] | None = None, config: Config | dict 
     elif env is not None:
         overrides.setdefault("env.id", getattr(env, "__name__", "custom"))
     cfg = config if isinstance(config, Config) else load_config(presets if presets is not None else ["small"], overrides)
+    ctx, rank_device = distributed.init(cfg.run.device)  # torchrun: join the process group
+    if cfg.replay.batch % ctx.world:
+        raise ConfigError(f"replay.batch {cfg.replay.batch} must be divisible by the {ctx.world} processes "
+                          f"(each rank samples batch / processes sequences); e.g. --replay.batch "
+                          f"{max(ctx.world, cfg.replay.batch // ctx.world * ctx.world)}")
+    if ctx.active and not cfg.run.logdir:
+        raise ConfigError("distributed runs need an explicit --logdir shared by all processes")
     logdir = Path(cfg.run.logdir) if cfg.run.logdir else default_logdir(cfg)
     has_ckpt = bool(checkpoint.list_checkpoints(logdir / "checkpoints"))
     if resume is None:
@@ -58,17 +65,22 @@ def train(env: str | Callable[[], gym.Env] | None = None, config: Config | dict 
                 raise ConfigError(f"cannot resume {logdir}: '{k}' changed from {old!r} to {new!r}, which "
                                   f"the saved run cannot take; keep {old!r} or use a new --logdir")
             for k, (old, new) in changes.items():
-                print(f"resume: {k}: {old!r} -> {new!r}")
+                if ctx.main:
+                    print(f"resume: {k}: {old!r} -> {new!r}")
     elif has_ckpt and resume is False:
         raise ConfigError(f"{logdir} already holds a run; resume it (drop --no-resume) or choose a new --logdir")
     try:
-        save_config(cfg, logdir)
+        if ctx.main:
+            save_config(cfg, logdir)
     except OSError as exc:
         raise PermissionError(f"cannot write the run directory {logdir}: {exc.strerror or exc}; "
                               f"choose another --logdir") from None
-    trainer = Trainer(cfg, logdir, env if callable(env) else None)
+    distributed.barrier(ctx)
+    trainer = Trainer(cfg, logdir, env if callable(env) else None, ctx=ctx, device=rank_device)
     try:
-        print(trainer.preflight())  # stops here, before any step, if the run cannot fit
+        line = trainer.preflight()
+        if ctx.main:
+            print(line)  # stops here, before any step, if the run cannot fit
         if resume and has_ckpt:
             trainer.restore()
         else:
@@ -76,7 +88,10 @@ def train(env: str | Callable[[], gym.Env] | None = None, config: Config | dict 
     except BaseException:
         trainer.driver.close()
         raise
-    summary = trainer.run()
+    try:
+        summary = trainer.run()
+    finally:
+        distributed.shutdown(ctx)
     summary["logdir"] = str(logdir)
     return summary
 

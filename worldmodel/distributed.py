@@ -84,6 +84,25 @@ def all_sum(value: float, ctx: Context) -> float:
     return float(t.item())
 
 
+def any_flag(flag: bool, ctx: Context) -> bool:
+    """True on every rank when it is True on any (e.g. one rank got SIGINT): ranks must
+    stop at the same step, or the others would wait forever in the next all-reduce."""
+    if not ctx.active:
+        return flag
+    return all_sum(float(flag), ctx) > 0
+
+
+def divergence(module: torch.nn.Module, ctx: Context) -> float:
+    """Largest difference over ranks of the parameters' sum: 0.0 when they are identical."""
+    total = sum(float(p.detach().double().sum()) for p in module.parameters())
+    if not ctx.active:
+        return 0.0
+    device = "cuda" if dist.get_backend() == "nccl" else "cpu"
+    t = torch.tensor([total, -total], dtype=torch.float64, device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return float(t[0] + t[1])  # max - min
+
+
 def barrier(ctx: Context) -> None:
     if ctx.active:
         dist.barrier()

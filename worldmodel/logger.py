@@ -11,7 +11,10 @@ from typing import Any
 
 class Logger:
     def __init__(self, logdir: Path, total_steps: int, start_step: int = 0, progress: bool = True,
-                 tensorboard: bool = True) -> None:
+                 tensorboard: bool = True, enabled: bool = True) -> None:
+        """`enabled=False` (ranks > 0 of a distributed run): write and show nothing."""
+        self.enabled = enabled
+        progress, tensorboard = progress and enabled, tensorboard and enabled
         self.logdir = Path(logdir)
         self.files: dict[str, Any] = {}
         self.writer = None
@@ -36,6 +39,8 @@ class Logger:
 
     def write(self, name: str, record: dict[str, Any]) -> None:
         """Append one JSON line to <logdir>/<name>.jsonl (and scalars to TensorBoard)."""
+        if not self.enabled:
+            return
         if name not in self.files:
             self.files[name] = open(self.logdir / f"{name}.jsonl", "a", buffering=1)
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in record.items()}

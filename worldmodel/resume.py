@@ -59,7 +59,9 @@ def state_dict(trainer: "Trainer") -> dict[str, Any]:
             extra["pending"] = {"lanes": torch.from_numpy(lanes),
                                 "step": {k: torch.from_numpy(np.ascontiguousarray(v[lanes]))
                                          for k, v in record.items()}}
-    return {**extra, "agent": trainer.agent.state_dict(),
+    # ranks > 0 keep their own envs' state; the model (identical on all ranks) is rank 0's
+    agent = trainer.agent.state_dict() if trainer.ctx.main else {}
+    return {**extra, "agent": agent, "world_size": trainer.ctx.world,
             "counters": {"step": trainer.step, "episodes": trainer.episodes, "credit": trainer.credit,
                          **trainer.counters},
             "rng": {"torch": torch.get_rng_state(), "numpy": trainer.rng.bit_generator.state,
@@ -75,6 +77,20 @@ def restore(trainer: "Trainer") -> Path | None:
         clear(trainer)
         return None
     path, state = found
+    world = int(state.get("world_size", 1))
+    if world != trainer.ctx.world:
+        raise checkpoint.CheckpointError(
+            f"{path} was written by {world} process(es), this run has {trainer.ctx.world}; resume with "
+            f"the same number (torchrun --nproc_per_node {world}) or use a new --logdir")
+    if not trainer.ctx.main:  # this rank's own state at the step rank 0 resumes from
+        own = trainer.ckpt_dir / path.name
+        try:
+            own_state = checkpoint.read(own, trainer.device)
+        except Exception as exc:  # noqa: BLE001
+            raise checkpoint.CheckpointError(f"rank {trainer.ctx.rank}: no readable {own} to go with "
+                                             f"{path.name} ({type(exc).__name__}); use a new --logdir") from None
+        own_state["agent"] = state["agent"]
+        path, state = own, own_state
     try:
         trainer.agent.load_state_dict(state["agent"])
     except checkpoint.CheckpointError as exc:  # already says what and how to fix
@@ -104,7 +120,8 @@ def restore(trainer: "Trainer") -> Path | None:
     else:
         print(f"warning: {path.name} has no replay state; replay starts empty", file=sys.stderr)
     trainer.driver.seed = resume_seed(trainer.cfg.run.seed, trainer.step)  # used at its first reset
-    rewind_jsonl(trainer.logdir, trainer.step)
+    if trainer.ctx.main:
+        rewind_jsonl(trainer.logdir, trainer.step)
     trainer.saved_step, trainer.last_checkpoint = trainer.step, path
     print(f"resumed from {path} at step {trainer.step} ({len(trainer.replay):,} replay steps)")
     return path
@@ -113,7 +130,8 @@ def restore(trainer: "Trainer") -> Path | None:
 def clear(trainer: "Trainer") -> None:
     """A fresh start: drop logs and chunks a crashed run left before its first checkpoint."""
     trainer.replay.clear_disk()
-    rewind_jsonl(trainer.logdir, 0)
+    if trainer.ctx.main:
+        rewind_jsonl(trainer.logdir, 0)
 
 
 # -- inspection (tests, benchmarks/kill_resume.py) ------------------------------------------------

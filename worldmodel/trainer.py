@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from envs import Driver, EnvError, make_factory
-from worldmodel import checkpoint, faults, resume
+from worldmodel import checkpoint, distributed, faults, resume
 from worldmodel.agent import Agent, pick_device
 from worldmodel.config import Config
 from worldmodel.logger import Logger
@@ -89,20 +89,29 @@ def _next_multiple(step: int, every: int) -> int:
 class Trainer:
     """Owns the driver, agent, replay, shield and counters of one run directory."""
 
-    def __init__(self, cfg: Config, logdir: Path, env: Callable[[], gym.Env] | None = None) -> None:
-        self.cfg, self.logdir = cfg, Path(logdir)
+    def __init__(self, cfg: Config, logdir: Path, env: Callable[[], gym.Env] | None = None,
+                 ctx: distributed.Context = distributed.Context(), device: torch.device | None = None) -> None:
+        self.cfg, self.logdir, self.ctx = cfg, Path(logdir), ctx
         self.device = setup_torch(cfg)
-        seed_everything(cfg.run.seed)
+        if device is not None:
+            self.device = device
+        seed_everything(cfg.run.seed)  # the same on every rank: identical initial parameters
+        # each rank has its own envs, replay shard, prefill actions and checkpointed state
+        rank_seed = cfg.run.seed + 1000 * ctx.rank
+        shard = "" if ctx.main else f"rank{ctx.rank}"
+        self.ckpt_dir = self.logdir / "checkpoints" / shard
         self.make_env = env_factory(cfg, env)
-        self.driver = Driver(self.make_env, cfg.env.workers, seed=cfg.run.seed, parallel=cfg.env.parallel)
+        self.driver = Driver(self.make_env, cfg.env.workers, seed=rank_seed, parallel=cfg.env.parallel)
         self.agent = Agent(cfg, self.driver.obs_spec, self.driver.act_spec, self.device,
                            self.driver.observation_space, self.driver.action_space)
         self.agent._obs_space = self.driver.observation_space
         self.shield = load_shield(cfg, self.driver)
-        self.replay = Replay(cfg.replay.capacity, cfg.env.workers, replay_fields(self.agent), seed=cfg.run.seed,
-                             directory=self.logdir / "replay", chunk=cfg.replay.chunk,
+        if ctx.active:
+            self.agent.use_distributed(ctx)
+        self.replay = Replay(cfg.replay.capacity, cfg.env.workers, replay_fields(self.agent), seed=rank_seed,
+                             directory=self.logdir / "replay" / shard, chunk=cfg.replay.chunk,
                              keep_saved=cfg.run.keep_checkpoints or 1 << 30)
-        self.rng = np.random.default_rng(cfg.run.seed)
+        self.rng = np.random.default_rng(rank_seed)
         self.step = 0
         self.episodes = 0
         self.credit = 0.0
@@ -117,8 +126,7 @@ class Trainer:
 
     def save(self) -> Path:
         try:
-            path = checkpoint.save(self.logdir / "checkpoints", self.step, self.state_dict(),
-                                   self.cfg.run.keep_checkpoints)
+            path = checkpoint.save(self.ckpt_dir, self.step, self.state_dict(), self.cfg.run.keep_checkpoints)
         except OSError as exc:
             raise faults.RunStopped(f"cannot write a checkpoint in {self.logdir / 'checkpoints'}: "
                                     f"{exc.strerror or exc}; free some space, then rerun the same command "
@@ -146,8 +154,12 @@ class Trainer:
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         per_update = cfg.replay.batch * cfg.replay.length
-        logger = Logger(self.logdir, cfg.run.steps, self.step, cfg.run.progress)
-        E = self.driver.num_envs
+        logger = Logger(self.logdir, cfg.run.steps, self.step, cfg.run.progress, enabled=self.ctx.main)
+        E, W = self.driver.num_envs, self.ctx.world
+        rank_batch = cfg.replay.batch // W  # the effective batch over all ranks is replay.batch
+        if self.ctx.active and self.ctx.main:
+            print(f"distributed: {W} processes, {W * E} envs; effective batch {cfg.replay.batch} x "
+                  f"{cfg.replay.length} ({rank_batch} sequences per rank), replay ratio {cfg.train.ratio}")
         step_data = self.driver.reset()
         carry = self.agent.initial(E)
         pending_cost = np.zeros(E, np.float32)
@@ -162,7 +174,7 @@ class Trainer:
         summary: dict[str, Any] = {}
         stop = faults.GracefulStop().install()  # SIGINT / SIGTERM: finish the step, checkpoint, return
         try:
-            while self.step < cfg.run.steps and stop.signal is None:
+            while self.step < cfg.run.steps and not distributed.any_flag(stop.signal is not None, self.ctx):
                 mask = None
                 veto = self.shield is not None and cfg.shield.mode == "on"
                 if veto and self.agent.act_spec.kind == "discrete":
@@ -198,7 +210,7 @@ class Trainer:
                 pending_cost = np.where(step_data.is_last, 0.0, cost_now).astype(np.float32)
                 step_data = self.driver.step(env_action)
                 self.pending = (step_data, pending_cost)  # a checkpoint keeps its terminal obs
-                self.step += E
+                self.step += E * W  # env steps of all ranks
                 for _, ret, length in step_data.ended:
                     self.episodes += 1
                     recent_returns.append(ret)
@@ -208,10 +220,10 @@ class Trainer:
                     logger.progress(self.step, **{"return": float(np.mean(recent_returns[-10:]))})
                 # updates, as many as the replay ratio asks for
                 if self.step >= cfg.train.prefill:
-                    self.credit += E * cfg.train.ratio / per_update
+                    self.credit += E * W * cfg.train.ratio / per_update
                     while self.credit >= 1.0:
                         self.credit -= 1.0
-                        metrics = self.agent.train_step(self.replay.sample(cfg.replay.batch, cfg.replay.length))
+                        metrics = self.agent.train_step(self.replay.sample(rank_batch, cfg.replay.length))
                         for k, v in metrics.items():
                             if isinstance(v, float):
                                 window.setdefault(k, []).append(v)
@@ -237,7 +249,7 @@ class Trainer:
                     logger.write("metrics", record)
                     window.clear()
                     summary = record
-                if next_eval is not None and self.step >= next_eval:
+                if next_eval is not None and self.step >= next_eval and self.ctx.main:
                     next_eval += cfg.run.eval_every
                     result = evaluate(self.agent, self.make_env, cfg.run.eval_episodes,
                                       seed=cfg.run.seed + 10_000 + self.step, shield_rules=cfg.shield.rules)
@@ -245,7 +257,7 @@ class Trainer:
                 if self.step >= next_ckpt:
                     next_ckpt += cfg.run.checkpoint_every
                     self.save()
-                if next_video is not None and self.step >= next_video:
+                if next_video is not None and self.step >= next_video and self.ctx.main:
                     next_video += video_every
                     try:  # a video or plot must never end a training run
                         from worldmodel.video import training_snapshot
@@ -255,6 +267,10 @@ class Trainer:
                               f"{str(exc).splitlines()[0] if str(exc) else ''}", file=sys.stderr)
             if self.saved_step != self.step:
                 self.save()
+            if self.ctx.active:  # every rank applied the same updates: check, and report it
+                summary["param_divergence"] = distributed.divergence(self.agent.model, self.ctx)
+                if self.ctx.main:
+                    logger.write("metrics", {"step": self.step, "param_divergence": summary["param_divergence"]})
         except EnvError as exc:  # the env broke mid-run: keep what was learned since the last checkpoint
             if self.step <= self.saved_step or self.step == 0:
                 raise
