@@ -1,0 +1,226 @@
+#!/usr/bin/env bash
+# GPU check, in under 5 minutes on one CUDA GPU: does CUDA training work, and how fast / how
+# much GPU memory per size preset?
+#
+#   bash benchmarks/gpu_check.sh                 # on a CUDA machine
+#   bash benchmarks/gpu_check.sh --cpu-dry-run   # anywhere: the same code path on the CPU, cut
+#                                                # down (presets debug small, 2 updates each)
+#
+# 1. Python: $PYTHON if set, else the project's .venv, else benchmarks/.venv-gpu (made with
+#    --system-site-packages so a preinstalled CUDA torch is reused). If torch with CUDA is not
+#    importable it runs `pip install torch` (unpinned: the CUDA build), and it installs the
+#    project with `pip install -e .`; offline, it falls back to PYTHONPATH=<repo> when the
+#    project's dependencies already import.
+# 2. For presets debug, small, medium, large and variants fp32, bf16 (run.precision bf16) and
+#    bf16+compile (run.compile true): times Agent.train_step on synthetic batches of the
+#    preset's shape (benchmarks/speed.py's batch) and records torch.cuda.max_memory_allocated.
+#    The compile variants run last and are skipped once GPU_CHECK_BUDGET_S (default 240 s)
+#    is spent, so the check stays under 5 minutes whatever compiling costs.
+# 3. End to end: `worldmodel train --preset debug --device cuda --steps 300` and
+#    `--preset small --steps 2000 --device cuda`.
+# Writes $OUT/gpu_check.json (or benchmarks/results/tmp/ without $OUT): one row in the format
+# of benchmarks/results/*.jsonl (suite "gpu"), and prints a markdown table. Exit status 1 when
+# any timing or training run failed.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+dry=0
+for arg in "$@"; do
+    case "$arg" in
+        --cpu-dry-run) dry=1 ;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        *) echo "unknown argument: $arg (use --cpu-dry-run or nothing)" >&2; exit 2 ;;
+    esac
+done
+out_dir="${OUT:-$root/benchmarks/results/tmp}"
+mkdir -p "$out_dir"
+export OMP_NUM_THREADS="${OMP_NUM_THREADS:-1}" PYTHONUNBUFFERED=1
+
+# -- 1. a python with torch (CUDA unless dry run) and the project -----------------------------
+has_torch() {  # $1 = python; $2 = 1 to require CUDA
+    "$1" - "$2" <<'PY' >/dev/null 2>&1
+import sys, torch
+sys.exit(0 if (sys.argv[1] == "0" or torch.cuda.is_available()) else 1)
+PY
+}
+if [ -n "${PYTHON:-}" ]; then
+    py="$PYTHON"
+elif [ -x "$root/.venv/bin/python" ] && has_torch "$root/.venv/bin/python" $((1 - dry)); then
+    py="$root/.venv/bin/python"
+else
+    venv="$root/benchmarks/.venv-gpu"
+    if [ -x "$venv/bin/python" ] || python3 -m venv --system-site-packages "$venv"; then
+        py="$venv/bin/python"
+    else
+        py="$(command -v python3)"  # no venv module: the system python as it is
+    fi
+fi
+if ! has_torch "$py" $((1 - dry)); then
+    echo "== installing torch (CUDA build) into $py" >&2
+    "$py" -m pip install --disable-pip-version-check torch || true
+    if ! has_torch "$py" $((1 - dry)); then
+        "$py" - <<'PY' >&2 || true
+import torch; print("torch", torch.__version__, "cuda available:", torch.cuda.is_available(), "built for cuda:", torch.version.cuda)
+PY
+        echo "no torch with CUDA for $py (and pip could not install one); use --cpu-dry-run on a CPU machine" >&2
+        exit 1
+    fi
+fi
+if ! "$py" -c "import worldmodel, gymnasium, ruamel.yaml" >/dev/null 2>&1 || \
+   [ "$("$py" -c 'import worldmodel, os; print(os.path.dirname(os.path.dirname(worldmodel.__file__)))')" != "$root" ]; then
+    echo "== pip install -e . (the project)" >&2
+    if ! "$py" -m pip install --disable-pip-version-check -q -e "$root"; then
+        echo "pip install -e . failed (offline?); trying PYTHONPATH=$root" >&2
+    fi
+fi
+export PYTHONPATH="$root${PYTHONPATH:+:$PYTHONPATH}"
+"$py" -c "import worldmodel, gymnasium, ruamel.yaml" || {
+    echo "the project's dependencies do not import with $py" >&2; exit 1; }
+
+# -- 2 + 3. timings and end-to-end runs -----------------------------------------------------
+"$py" - "$dry" "$out_dir" <<'PY'
+import gc
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+dry = sys.argv[1] == "1"
+out_dir = Path(sys.argv[2])
+budget_s = float(os.environ.get("GPU_CHECK_BUDGET_S", "240"))
+t_start = time.time()
+device = "cpu" if dry else "cuda"
+presets = os.environ.get("GPU_CHECK_PRESETS", "debug small" if dry else "debug small medium large").split()
+warmup, repeats = (1, 2) if dry else (3, 10)
+torch.set_num_threads(1)
+
+import gymnasium as gym  # noqa: E402
+from benchmarks.common import commit, machine  # noqa: E402
+from benchmarks.speed import _fake_batch  # noqa: E402
+from envs.spaces import action_spec, obs_spec  # noqa: E402
+from worldmodel.agent import Agent  # noqa: E402
+from worldmodel.config import load_config  # noqa: E402
+
+VARIANTS = {"fp32": {"run.precision": "float32"}, "bf16": {"run.precision": "bf16"},
+            "bf16+compile": {"run.precision": "bf16", "run.compile": True}}
+
+
+def sync():
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def time_preset(preset, variant):
+    overrides = {"run.device": device, **VARIANTS[variant]}
+    cfg = load_config([preset], overrides)
+    env = gym.make("CartPole-v1")
+    agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), device=device)
+    env.close()
+    batch = _fake_batch(agent, cfg, np.random.default_rng(0))
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(warmup):
+        agent.train_step(batch)
+    sync()
+    first_s = time.perf_counter() - t0  # includes compiling for the compile variant
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        agent.train_step(batch)
+        sync()
+        times.append(time.perf_counter() - t)
+    ms = statistics.median(times) * 1e3
+    row = {"preset": preset, "variant": variant, "device": device,
+           "params": sum(agent.param_counts().values()), "batch": cfg.replay.batch, "length": cfg.replay.length,
+           "ms_per_update": ms, "updates_per_s": 1e3 / ms, "warmup_s": first_s,
+           "skipped_updates": agent.skipped_updates,
+           "max_memory_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
+           "bf16_active": bool(agent.bf16),
+           "compiled": getattr(agent._loss_step, "__func__", None) is not Agent._loss}
+    del agent, batch
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    return row
+
+
+def train_run(preset, steps):
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "worldmodel", "train", "--preset", preset, "--device", device,
+               "--steps", str(steps), "--run.logdir", f"{tmp}/run", "--run.progress", "false",
+               "--run.video_every", "0", "--run.threads", "1"]
+        t = time.time()
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.time() - t
+        metrics = [json.loads(line) for line in Path(f"{tmp}/run/metrics.jsonl").read_text().splitlines()] \
+            if Path(f"{tmp}/run/metrics.jsonl").exists() else []
+    last = metrics[-1] if metrics else {}
+    return {"preset": preset, "steps": steps, "device": device, "returncode": proc.returncode, "wall_s": wall,
+            "env_steps": last.get("step"), "updates": last.get("updates"), "ups": last.get("ups"),
+            "fps": last.get("fps"), "return": last.get("return"),
+            "command": "worldmodel " + " ".join(cmd[3:10]),
+            "error": None if proc.returncode == 0 else (proc.stderr or proc.stdout)[-1500:]}
+
+
+timings, failures = [], 0
+plan = [(p, v) for v in ("fp32", "bf16") for p in presets] + [(p, "bf16+compile") for p in presets]
+e2e_plan = [("debug", 300), ("small", 1200 if dry else 2000)]
+runs = []
+for i, (preset, variant) in enumerate(plan):
+    if i == 2 * len(presets):  # the essentials first: end-to-end training, then the compile variants
+        for p, steps in e2e_plan:
+            r = train_run(p, steps)
+            runs.append(r)
+            failures += r["returncode"] != 0
+            print(f"train --preset {p} --steps {steps}: exit {r['returncode']}, {r['wall_s']:.0f} s, "
+                  f"{r['updates']} updates", flush=True)
+    if time.time() - t_start > budget_s:
+        timings.append({"preset": preset, "variant": variant, "skipped": f"time budget {budget_s:.0f} s spent"})
+        continue
+    try:
+        row = time_preset(preset, variant)
+    except Exception as exc:  # record it, go on with the others
+        failures += 1
+        row = {"preset": preset, "variant": variant, "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    timings.append(row)
+    print(f"{preset:<7} {variant:<13} " + (f"{row['ms_per_update']:.1f} ms/update" if "ms_per_update" in row
+                                           else row.get("error", "")[:200]), flush=True)
+
+result = {"suite": "gpu", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+          "commit": os.environ.get("GIT_COMMIT") or commit(), "command": "bash benchmarks/gpu_check.sh"
+          + (" --cpu-dry-run" if dry else ""), "machine": machine(), "dry_run": dry, "timings": timings,
+          "train_runs": runs, "total_s": time.time() - t_start, "failures": failures}
+(out_dir / "gpu_check.json").write_text(json.dumps(result, indent=1))
+
+mem = lambda r: "–" if r.get("max_memory_allocated_mb") is None else f"{r['max_memory_allocated_mb']:.0f}"  # noqa: E731
+print(f"\n### GPU check ({result['machine'].get('cuda') or 'CPU dry run'}, torch {torch.__version__})\n")
+print("| preset | variant | applied | params | B x T | ms/update | updates/s | first updates (s) | max GPU memory (MB) |")
+print("|---|---|---|---|---|---|---|---|---|")
+for r in timings:
+    if "ms_per_update" in r:
+        applied = "+".join(["bf16"] * r["bf16_active"] + ["compile"] * r["compiled"]) or "fp32"
+        print(f"| {r['preset']} | {r['variant']} | {applied} | {r['params']:,} | {r['batch']} x {r['length']} | "
+              f"{r['ms_per_update']:.1f} | {r['updates_per_s']:.1f} | {r['warmup_s']:.1f} | {mem(r)} |")
+    else:
+        print(f"| {r['preset']} | {r['variant']} | {r.get('skipped') or r.get('error', '')[:120]} ||||||")
+print("\n| train run | exit | wall (s) | env steps | updates | updates/s | env steps/s |")
+print("|---|---|---|---|---|---|---|")
+for r in runs:
+    f = lambda v, s=".1f": "–" if v is None else format(v, s)  # noqa: E731
+    print(f"| --preset {r['preset']} --steps {r['steps']} --device {r['device']} | {r['returncode']} | "
+          f"{r['wall_s']:.0f} | {r['env_steps']} | {r['updates']} | {f(r['ups'])} | {f(r['fps'])} |")
+print(f"\n{len(timings)} timings, {len(runs)} train runs, {failures} failures, {result['total_s']:.0f} s; "
+      f"written {out_dir / 'gpu_check.json'}")
+sys.exit(1 if failures else 0)
+PY

@@ -1,0 +1,394 @@
+"""Side by side with SheepRL's DreamerV3, on this machine, in one run.
+
+  bash benchmarks/sheeprl/install.sh          # once: SheepRL in benchmarks/.venv-sheeprl
+  python -m benchmarks.sheeprl.compare --task CartPole-v1 [Pendulum-v1] [--updates 8] [--rounds 2]
+                                       [--budget-s 300] [--steps 100000] [--skip-speed] [--skip-e2e]
+
+(a) speed: seconds per gradient update at matched model size and batch (16 x 64). SheepRL
+    runs its own CLI (`sheeprl exp=dreamer_v3 algo=dreamer_v3_XS ...`) through
+    benchmarks/sheeprl/_shim.py in its venv, which times each call of its DreamerV3 `train`
+    (world model + actor + critic, one gradient step) on batches from its replay buffer; ours
+    times `Agent.train_step` on synthetic batches of the same shape (benchmarks/speed.py)
+    with a config whose trained parameters match SheepRL's XS (`MATCHED` below). The two
+    alternate for --rounds rounds; medians pool all rounds, and the ratio is of the medians.
+(b) end to end: ours at --ours-preset (small) and SheepRL at --sheeprl-preset (XS), each in
+    a child process for --steps env steps or --budget-s seconds, whichever comes first:
+    env steps/s, gradient updates/s, peak RSS of the child (wait4 ru_maxrss) and the mean
+    return of the last 10 training episodes.
+
+Threads are pinned to 1 everywhere (OMP_NUM_THREADS=1, torch.set_num_threads(1)). Results go
+to benchmarks/results/sheeprl.jsonl (benchmarks.common.record) and print as markdown.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent.parent
+VENV = HERE.parent / ".venv-sheeprl"
+SHIM = HERE / "_shim.py"
+LAUNCH = HERE / "_launch.py"
+
+# Our config at SheepRL's dreamer_v3_XS size on a vector task: dense_units 256, mlp_layers 1,
+# recurrent 256, hidden 256, 32 x 32 latents, 255 bins; same batch. The cost head (a
+# rule-shield head SheepRL has no counterpart of) is kept out of the loss, so it is neither
+# computed nor updated: its parameters exist but are not trained.
+MATCHED = {"model.deter": 256, "model.hidden": 256, "model.stoch": 32, "model.classes": 32,
+           "model.units": 256, "model.layers": 1, "model.bins": 255, "actor.units": 256, "actor.layers": 1,
+           "critic.units": 256, "critic.layers": 1, "replay.batch": 16, "replay.length": 64,
+           "model.loss_scales.cost": 0.0}
+BATCH, LENGTH = 16, 64
+LEARNING_STARTS = 1024  # SheepRL's dreamer_v3 default (`algo.learning_starts`)
+
+
+def child_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", SHEEPRL_THREADS="1", HYDRA_FULL_ERROR="1",
+               PYTHONUNBUFFERED="1")
+    return env
+
+
+def sheeprl_python() -> Path:
+    py = VENV / "bin" / "python"
+    if not py.exists():
+        sys.exit(f"SheepRL's venv is missing ({VENV}); run: bash benchmarks/sheeprl/install.sh")
+    return py
+
+
+def sheeprl_version() -> str:
+    out = subprocess.run([str(sheeprl_python()), "-c", "import importlib.metadata as m; print(m.version('sheeprl'))"],
+                         capture_output=True, text=True)
+    return out.stdout.strip() or "unknown"
+
+
+def sheeprl_overrides(task: str, preset: str, total_steps: int, replay_ratio: float, workdir: Path,
+                      seed: int) -> list[str]:
+    """Hydra overrides: SheepRL's dreamer_v3 experiment on a Gymnasium vector task, headless on
+    CPU, one env (as ours), no video, no TensorBoard metrics, no checkpoints, no final test."""
+    return ["exp=dreamer_v3", "env=gym", f"env.id={task}", f"algo=dreamer_v3_{preset}",
+            "fabric.accelerator=cpu", "fabric.devices=1", "fabric.precision=32-true",
+            "algo.cnn_keys.encoder=[]", "algo.cnn_keys.decoder=[]",
+            "algo.mlp_keys.encoder=[state]", "algo.mlp_keys.decoder=[state]",
+            "env.num_envs=1", "env.sync_env=True", "env.capture_video=False",
+            f"algo.total_steps={total_steps}", f"algo.learning_starts={LEARNING_STARTS}",
+            f"algo.replay_ratio={replay_ratio}",
+            f"algo.per_rank_batch_size={BATCH}", f"algo.per_rank_sequence_length={LENGTH}",
+            f"buffer.size={max(total_steps, 10_000)}", "buffer.checkpoint=False",
+            "checkpoint.every=0", "checkpoint.save_last=False", "algo.run_test=False",
+            "metric.log_level=0", "model_manager.disabled=True", "num_threads=1", f"seed={seed}",
+            f"log_root={workdir / 'logs'}", f"hydra.run.dir={workdir / 'hydra'}"]
+
+
+def run_child(cmd: list[str], log_path: Path, budget_s: float | None) -> dict[str, Any]:
+    """Run `cmd` (through _launch.py, for its own peak RSS); stop it with SIGTERM (then SIGKILL)
+    past `budget_s`. Returns its wall time up to exit or to the stop signal, whether it was
+    stopped, its exit status, its peak RSS and its CPU time."""
+    result = log_path.with_suffix(".rusage.json")
+    with open(log_path, "w") as log:
+        t0 = time.time()
+        proc = subprocess.Popen([sys.executable, str(LAUNCH), str(result), *cmd], stdout=log,
+                                stderr=subprocess.STDOUT, env=child_env(), cwd=ROOT, start_new_session=True)
+        stopped, stop_t, killed = False, None, False
+        while proc.poll() is None:
+            now = time.time()
+            if budget_s is not None and not stopped and now - t0 > budget_s:
+                stopped, stop_t = True, now
+                os.killpg(proc.pid, signal.SIGTERM)
+            elif stopped and not killed and now - stop_t > 60:
+                killed = True
+                os.killpg(proc.pid, signal.SIGKILL)
+            time.sleep(0.2)
+    wall = (stop_t or time.time()) - t0
+    usage = json.loads(result.read_text()) if result.exists() else {}
+    return {"wall_s": wall, "stopped_at_budget": stopped, "returncode": usage.get("returncode", proc.returncode),
+            "peak_rss_mb": usage["maxrss_kb"] / 1024 if usage else None,
+            "cpu_s": usage["user_s"] + usage["sys_s"] if usage else None}
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass  # a line cut by the stop signal
+    return rows
+
+
+def tail_of(path: Path, n: int = 30) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.exists() else ""
+
+
+def return_stats(returns: list[float]) -> dict[str, Any]:
+    windows = [statistics.fmean(returns[i - 10:i]) for i in range(10, len(returns) + 1)]
+    return {"episodes": len(returns), "last10_return": statistics.fmean(returns[-10:]) if returns else None,
+            "best10_return": max(windows) if windows else None}
+
+
+# -- (a) time per update -----------------------------------------------------------------------
+def sheeprl_speed(task: str, preset: str, updates: int, warmup: int, replay_ratio: float, seed: int,
+                  workdir: Path) -> dict[str, Any]:
+    events = workdir / "events.jsonl"
+    total = LEARNING_STARTS + math.ceil((updates + warmup) / replay_ratio) + 2
+    cmd = [str(sheeprl_python()), str(SHIM), str(events),
+           *sheeprl_overrides(task, preset, total, replay_ratio, workdir, seed)]
+    res = run_child(cmd, workdir / "stdout.txt", budget_s=None)
+    rows = read_jsonl(events)
+    ups = [r for r in rows if r["event"] == "update"]
+    params = next((r for r in rows if r["event"] == "params"), None)
+    if res["returncode"] != 0 or params is None or len(ups) <= warmup:
+        raise RuntimeError(f"SheepRL run failed (exit {res['returncode']}); its output ends:\n"
+                           f"{tail_of(workdir / 'stdout.txt')}")
+    return {"dts": [r["dt"] for r in ups[warmup:]], "cpus": [r["cpu"] for r in ups[warmup:]], "params": params,
+            "command": shlex.join(cmd)}
+
+
+def ours_agent(task: str):
+    from benchmarks.speed import _agent
+    cfg, agent = _agent("small", task, MATCHED)
+    return cfg, agent
+
+
+def ours_speed(cfg, agent, updates: int, warmup: int, seed: int) -> tuple[list[float], list[float]]:
+    import numpy as np
+    from benchmarks.speed import _fake_batch
+    batch = _fake_batch(agent, cfg, np.random.default_rng(seed))
+    for _ in range(warmup):
+        agent.train_step(batch)
+    times, cpus = [], []
+    for _ in range(updates):
+        t, c = time.perf_counter(), time.thread_time()
+        agent.train_step(batch)
+        times.append(time.perf_counter() - t)
+        cpus.append(time.thread_time() - c)
+    return times, cpus
+
+
+def speed(args, workroot: Path) -> dict[str, Any]:
+    import torch
+    torch.set_num_threads(1)
+    task = args.task[0]
+    torch.manual_seed(args.seed)
+    cfg, agent = ours_agent(task)
+    counts = agent.param_counts()
+    trained = sum(counts.values()) - (sum(p.numel() for p in agent.model.cost_head.parameters())
+                                      if MATCHED["model.loss_scales.cost"] == 0 else 0)
+    ours_dts, ours_cpus, sheep_dts, sheep_cpus, sheep = [], [], [], [], None
+    for r in range(args.rounds):
+        t, c = ours_speed(cfg, agent, args.updates, 2 if r == 0 else 1, args.seed)
+        ours_dts += t
+        ours_cpus += c
+        print(f"  round {r + 1}: ours {statistics.median(t):.2f} s/update", flush=True)
+        wd = workroot / f"speed-sheeprl-{r}"
+        wd.mkdir()
+        sheep = sheeprl_speed(task, args.sheeprl_preset, args.updates, 2, args.speed_replay_ratio,
+                              args.seed + r, wd)
+        sheep_dts += sheep["dts"]
+        sheep_cpus += sheep["cpus"]
+        print(f"  round {r + 1}: SheepRL {statistics.median(sheep['dts']):.2f} s/update", flush=True)
+    p = sheep["params"]
+    sheep_trained = p["world_model"] + p["actor"] + p["critic"]
+    ours_med, sheep_med = statistics.median(ours_dts), statistics.median(sheep_dts)
+    q = lambda xs: [round(v, 4) for v in statistics.quantiles(xs, n=4)] if len(xs) > 1 else None  # noqa: E731
+    return {
+        "task": task, "batch": BATCH, "length": LENGTH, "rounds": args.rounds,
+        "ours": {"config": {"presets": ["small"], "overrides": MATCHED}, "params": sum(counts.values()),
+                 "params_trained": trained, "param_counts": counts, "s_per_update": ours_med,
+                 "quartiles": q(ours_dts), "n": len(ours_dts), "samples": ours_dts,
+                 "cpu_s_per_update": statistics.median(ours_cpus), "cpu_samples": ours_cpus,
+                 "data": "synthetic batch"},
+        "sheeprl": {"config": f"dreamer_v3_{args.sheeprl_preset}", "replay_ratio": args.speed_replay_ratio,
+                    "params_trained": sheep_trained, "param_counts": p, "s_per_update": sheep_med,
+                    "quartiles": q(sheep_dts), "n": len(sheep_dts), "samples": sheep_dts,
+                    "cpu_s_per_update": statistics.median(sheep_cpus), "cpu_samples": sheep_cpus,
+                    "data": "its replay buffer (CartPole)", "command": sheep["command"]},
+        "params_ratio_ours_over_sheeprl": trained / sheep_trained,
+        "speedup_ours_over_sheeprl": sheep_med / ours_med,
+        "cpu_speedup_ours_over_sheeprl": statistics.median(sheep_cpus) / statistics.median(ours_cpus),
+    }
+
+
+# -- (b) end to end ----------------------------------------------------------------------------
+def ours_e2e(task: str, preset: str, steps: int, budget_s: float, seed: int, workdir: Path) -> dict[str, Any]:
+    logdir = workdir / "run"
+    cmd = [sys.executable, "-m", "worldmodel", "train", "--env", task, "--preset", preset, "--steps", str(steps),
+           "--run.threads", "1", "--run.logdir", str(logdir), "--run.seed", str(seed), "--run.log_every", "50",
+           "--run.video_every", "0", "--run.progress", "false", "--run.eval_every", "0",
+           "--run.checkpoint_every", str(10 * steps), "--run.device", "cpu"]
+    res = run_child(cmd, workdir / "stdout.txt", budget_s)
+    metrics = read_jsonl(logdir / "metrics.jsonl")
+    episodes = read_jsonl(logdir / "episodes.jsonl")
+    if not metrics:
+        raise RuntimeError(f"our run wrote no metrics (exit {res['returncode']}); its output ends:\n"
+                           f"{tail_of(workdir / 'stdout.txt')}")
+    from worldmodel.config import load_config
+    cfg = load_config([preset], {"env.id": task})
+    env_steps, updates = metrics[-1]["step"], metrics[-1]["updates"]
+    return {"system": "ours", "config": f"--preset {preset}", "command": shlex.join(cmd), **res,
+            "env_steps": env_steps, "updates": updates, "env_steps_per_s": env_steps / res["wall_s"],
+            "updates_per_s": updates / res["wall_s"], "batch": f"{cfg.replay.batch}x{cfg.replay.length}",
+            "replayed_per_env_step": cfg.train.ratio, "prefill": cfg.train.prefill,
+            **return_stats([e["return"] for e in episodes])}
+
+
+def sheeprl_e2e(task: str, preset: str, steps: int, budget_s: float, replay_ratio: float, seed: int,
+                workdir: Path) -> dict[str, Any]:
+    events = workdir / "events.jsonl"
+    cmd = [str(sheeprl_python()), str(SHIM), str(events),
+           *sheeprl_overrides(task, preset, steps, replay_ratio, workdir, seed)]
+    res = run_child(cmd, workdir / "stdout.txt", budget_s)
+    rows = read_jsonl(events)
+    if not any(r["event"] == "params" for r in rows):
+        raise RuntimeError(f"SheepRL run failed (exit {res['returncode']}); its output ends:\n"
+                           f"{tail_of(workdir / 'stdout.txt')}")
+    stop = [r for r in rows if r["event"] in ("stop", "end")]
+    updates = [r for r in rows if r["event"] == "update"]
+    env_steps = stop[-1]["env_steps"] if stop else max([r.get("env_steps", 0) for r in rows] + [0])
+    dts = [r["dt"] for r in updates[2:]]
+    return {"system": "sheeprl", "config": f"dreamer_v3_{preset}", "command": shlex.join(cmd), **res,
+            "env_steps": env_steps, "updates": len(updates), "env_steps_per_s": env_steps / res["wall_s"],
+            "updates_per_s": len(updates) / res["wall_s"], "batch": f"{BATCH}x{LENGTH}",
+            "replayed_per_env_step": replay_ratio * BATCH * LENGTH, "prefill": LEARNING_STARTS,
+            "median_s_per_update": statistics.median(dts) if dts else None,
+            **return_stats([r["return"] for r in rows if r["event"] == "episode"])}
+
+
+def e2e(args, workroot: Path) -> list[dict[str, Any]]:
+    rows = []
+    for task in args.task:
+        for system in ("ours", "sheeprl"):
+            wd = workroot / f"e2e-{task}-{system}"
+            wd.mkdir()
+            print(f"  {task}: {system} for {args.steps} env steps or {args.budget_s:.0f} s ...", flush=True)
+            try:
+                if system == "ours":
+                    row = ours_e2e(task, args.ours_preset, args.steps, args.budget_s, args.seed, wd)
+                else:
+                    row = sheeprl_e2e(task, args.sheeprl_preset, args.steps, args.budget_s, args.replay_ratio,
+                                      args.seed, wd)
+            except RuntimeError as exc:  # one failed run must not lose the others
+                print(f"    failed: {exc}", flush=True)
+                rows.append({"task": task, "system": system, "error": str(exc)[-2000:]})
+                continue
+            rows.append({"task": task, **row})
+            print(f"    {row['env_steps']} env steps, {row['updates']} updates in {row['wall_s']:.0f} s, "
+                  f"peak RSS {fmt(row['peak_rss_mb'], '.0f')} MB, last-10 return {fmt(row['last10_return'])}", flush=True)
+    return rows
+
+
+# -- report ------------------------------------------------------------------------------------
+def fmt(v: Any, spec: str = ".1f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def quart(r: dict[str, Any]) -> str:
+    return "–" if not r["quartiles"] else f"{r['quartiles'][0]:.2f}–{r['quartiles'][2]:.2f}"
+
+
+def tables(sp: dict[str, Any] | None, rows: list[dict[str, Any]]) -> str:
+    out = []
+    if sp:
+        o, s = sp["ours"], sp["sheeprl"]
+        out += [f"**Time per gradient update** ({sp['task']}, batch {sp['batch']} x {sp['length']}, 1 thread, "
+                f"median of {o['n']} / {s['n']} updates over {sp['rounds']} alternating rounds)", "",
+                "| system | config | params trained (all) | wall s / update (median) | quartiles | CPU s / update "
+                "(median) | updates/s |",
+                "|---|---|---|---|---|---|---|",
+                f"| ours | small + XS-matched overrides | {o['params_trained']:,} ({o['params']:,}) | "
+                f"{o['s_per_update']:.2f} | {quart(o)} | {o['cpu_s_per_update']:.2f} | {1 / o['s_per_update']:.2f} |",
+                f"| SheepRL | {s['config']} | {s['params_trained']:,} (+{s['param_counts']['target_critic']:,} "
+                f"target critic) | {s['s_per_update']:.2f} | {quart(s)} | {s['cpu_s_per_update']:.2f} | "
+                f"{1 / s['s_per_update']:.2f} |", "",
+                f"Ours is **{sp['speedup_ours_over_sheeprl']:.2f}x** SheepRL's update speed in wall time "
+                f"({sp['cpu_speedup_ours_over_sheeprl']:.2f}x in CPU time) at "
+                f"{100 * (sp['params_ratio_ours_over_sheeprl'] - 1):+.2f}% trained parameters.", ""]
+    if rows:
+        out += ["**End to end** (one env, 1 thread, same budget each; return = mean of the last 10 training "
+                "episodes, best = best 10-episode window)", "",
+                "| task | system | config | B x T | replayed steps / env step | wall (s) | CPU (s) | env steps "
+                "| env steps/s | updates | updates/s | peak RSS (MB) | return (last 10) | best 10 |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            if "error" in r:
+                out.append(f"| {r['task']} | {r['system']} | failed: {r['error'].splitlines()[-1][:80]} |")
+                continue
+            out.append(f"| {r['task']} | {r['system']} | {r['config']} | {r['batch']} | {r['replayed_per_env_step']:.0f} "
+                       f"| {r['wall_s']:.0f} | {fmt(r['cpu_s'], '.0f')} | {r['env_steps']} | {r['env_steps_per_s']:.1f} "
+                       f"| {r['updates']} | {r['updates_per_s']:.3f} | {fmt(r['peak_rss_mb'], '.0f')} | "
+                       f"{fmt(r['last10_return'])} | "
+                       f"{fmt(r['best10_return'])} |")
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = "python -m benchmarks.sheeprl.compare " + shlex.join(argv)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.sheeprl.compare", description=__doc__.split("\n")[0])
+    p.add_argument("--task", nargs="+", default=["CartPole-v1"], help="Gymnasium ids (vector obs); (a) uses the first")
+    p.add_argument("--updates", type=int, default=8, help="(a) timed updates per system and round")
+    p.add_argument("--rounds", type=int, default=2, help="(a) alternating rounds ours / SheepRL")
+    p.add_argument("--budget-s", type=float, default=300, help="(b) wall-clock budget per run")
+    p.add_argument("--steps", type=int, default=100_000, help="(b) env-step budget per run")
+    p.add_argument("--ours-preset", default="small")
+    p.add_argument("--sheeprl-preset", default="XS", help="dreamer_v3_<preset>: XS, S, M, L, XL")
+    p.add_argument("--replay-ratio", type=float, default=0.5,
+                   help="(b) SheepRL gradient steps per env step (0.5 x 16 x 64 = 512 replayed steps per env step, "
+                        "DreamerV3's and our config's default; SheepRL's exp default is 1)")
+    p.add_argument("--speed-replay-ratio", type=float, default=0.5, help="(a) SheepRL replay ratio while timing")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--skip-speed", action="store_true")
+    p.add_argument("--skip-e2e", action="store_true")
+    p.add_argument("--keep", default="", help="keep the runs' directories here (default: a temp dir, removed)")
+    args = p.parse_args(argv)
+    os.environ["OMP_NUM_THREADS"] = "1"
+    sheeprl_python()
+    if args.keep:
+        workroot = Path(args.keep).resolve()
+        workroot.mkdir(parents=True, exist_ok=True)
+        workroot = Path(tempfile.mkdtemp(prefix="compare-", dir=workroot))
+        cleanup = None
+    else:
+        cleanup = tempfile.TemporaryDirectory(prefix="sheeprl-compare-")
+        workroot = Path(cleanup.name)
+    version = sheeprl_version()
+    print(f"SheepRL {version} ({VENV}); work dir {workroot}", flush=True)
+    sp, rows = None, []
+    try:
+        if not args.skip_speed:
+            print("(a) time per update, matched size", flush=True)
+            sp = speed(args, workroot)
+        if not args.skip_e2e:
+            print("(b) end to end", flush=True)
+            rows = e2e(args, workroot)
+    finally:
+        if cleanup is not None:
+            cleanup.cleanup()
+    from benchmarks.common import record
+    dirty = subprocess.run(["git", "status", "--porcelain", "--", "worldmodel", "planners", "envs"],
+                           capture_output=True, text=True, cwd=ROOT).stdout.split("\n")
+    record("sheeprl", {"sheeprl_version": version, "tree_dirty": [line for line in dirty if line.strip()],
+                       "speed": sp, "e2e": rows,
+                       "settings": {k: v for k, v in vars(args).items() if k != "keep"}}, command)
+    print()
+    print(tables(sp, rows))
+    print(f"\nreproduce: bash benchmarks/sheeprl/install.sh && {command}")
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    sys.exit(main())
