@@ -24,6 +24,7 @@ def run_seed(task: str, seed: int, presets: list[str], overrides: dict[str, Any]
     env_id, steps, target, task_over = TASKS[task]
     with tempfile.TemporaryDirectory() as tmp:
         over = {"run.steps": steps, "run.seed": seed, "run.eval_every": eval_every, "run.eval_episodes": 10,
+                "run.video_every": 0,
                 "run.threads": threads, "run.progress": False, "run.logdir": str(Path(tmp) / "run"),
                 **task_over, **overrides}
         t0 = time.time()
