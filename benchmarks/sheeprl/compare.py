@@ -48,7 +48,10 @@ LAUNCH = HERE / "_launch.py"
 MATCHED = {"model.deter": 256, "model.hidden": 256, "model.stoch": 32, "model.classes": 32,
            "model.units": 256, "model.layers": 1, "model.bins": 255, "actor.units": 256, "actor.layers": 1,
            "critic.units": 256, "critic.layers": 1, "replay.batch": 16, "replay.length": 64,
-           "model.loss_scales.cost": 0.0}
+           "model.loss_scales.cost": 0.0,
+           # imagine from every one of the B*T replayed states, as SheepRL does (our small
+           # preset subsamples 256 starts; that would make the comparison unfair in our favour)
+           "behavior.starts": 0, "behavior.discount_horizon": 333}
 BATCH, LENGTH = 16, 64
 LEARNING_STARTS = 1024  # SheepRL's dreamer_v3 default (`algo.learning_starts`)
 
