@@ -34,8 +34,10 @@ def run_seed(task: str, seed: int, presets: list[str], overrides: dict[str, Any]
         metrics = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
     curve = [(e["step"], e["return_mean"]) for e in evals]
     reached = next((s for s, r in curve if r >= target), None)
+    # wall time (training + evaluations so far) when the evaluation first reached the target
+    wall_to_target = next((e.get("wall_s") for e in evals if e["return_mean"] >= target), None)
     return {"task": task, "seed": seed, "wall_s": wall, "curve": curve, "final_return": curve[-1][1],
-            "steps_to_target": reached, "target": target, "updates": metrics[-1]["updates"],
+            "steps_to_target": reached, "wall_to_target_s": wall_to_target, "target": target, "updates": metrics[-1]["updates"],
             "ups": metrics[-1]["ups"]}
 
 

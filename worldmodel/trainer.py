@@ -253,7 +253,7 @@ class Trainer:
                     next_eval += cfg.run.eval_every
                     result = evaluate(self.agent, self.make_env, cfg.run.eval_episodes,
                                       seed=cfg.run.seed + 10_000 + self.step, shield_rules=cfg.shield.rules)
-                    logger.write("eval", {"step": self.step, **result})
+                    logger.write("eval", {"step": self.step, "wall_s": time.time() - t_start, **result})
                 if self.step >= next_ckpt:
                     next_ckpt += cfg.run.checkpoint_every
                     self.save()
