@@ -27,8 +27,6 @@ C classes, E embed, A action.
 from __future__ import annotations
 
 import math
-from typing import Callable
-
 import torch
 from torch import nn
 
@@ -227,16 +225,5 @@ class SSMDynamics(nn.Module):
         prior = {"deter": deter, "stoch": self._sample(prior_logits), "logits": prior_logits, **carries}
         return post, prior
 
-    def imagine(self, start: State, policy: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
-                horizon: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, State]:
-        """Roll the prior forward from `start` (N, ...), recurrently.
-        `policy` maps feat (N, F) -> action (N, A), or is a tensor of actions (N, horizon, A).
-        Returns feats (N, H+1, F), actions (N, H, A), and the final state."""
-        state = start
-        feats, actions = [self.feat(state)], []
-        for t in range(horizon):
-            action = policy[:, t] if torch.is_tensor(policy) else policy(feats[-1])
-            state = self.img_step(state, action, generator)
-            feats.append(self.feat(state))
-            actions.append(action)
-        return torch.stack(feats, 1), torch.stack(actions, 1), state
+    # rolling the prior forward uses only feat() and img_step(): the RSSM's loop serves as is
+    imagine = RSSM.imagine
