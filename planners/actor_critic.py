@@ -130,13 +130,7 @@ class ActorCritic(nn.Module):
             adv = ((ret - value[:, :-1]) / scale).detach()
             objective = torch.stack(logps, 1) * adv
         actor_loss = -(state_weight * (objective + self.entropy * entropy)).mean()
-        self.actor_opt.zero_grad(set_to_none=True)
-        actor_loss.backward()
-        if self.grad_sync is not None:
-            self.grad_sync(self.actor.parameters())
-        actor_norm = nn.utils.clip_grad_norm_(self.actor.parameters(), self.actor_clip)
-        if torch.isfinite(actor_norm):  # else a non-finite loss/gradient: skip (the agent counts it)
-            self.actor_opt.step()
+        actor_norm = self._step(actor_loss, self.actor, self.actor_opt, self.actor_clip)
 
         # critic: two-hot regression on lambda-returns, regularised towards the slow critic
         logits = logits[:, :-1]
@@ -144,13 +138,7 @@ class ActorCritic(nn.Module):
             slow_target = self.twohot.mean(self.slow_critic(feat_c[:, :-1].contiguous()))
         critic_loss = self.twohot.loss(logits, ret.detach()) + self.slowreg * self.twohot.loss(logits, slow_target)
         critic_loss = (state_weight * critic_loss).mean()
-        self.critic_opt.zero_grad(set_to_none=True)
-        critic_loss.backward()
-        if self.grad_sync is not None:
-            self.grad_sync(self.critic.parameters())
-        critic_norm = nn.utils.clip_grad_norm_(self.critic.parameters(), self.critic_clip)
-        if torch.isfinite(critic_norm):  # else a non-finite loss/gradient: skip (the agent counts it)
-            self.critic_opt.step()
+        critic_norm = self._step(critic_loss, self.critic, self.critic_opt, self.critic_clip)
         with torch.no_grad():
             for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
                 slow.lerp_(fast, self.slow_rate)
@@ -158,6 +146,18 @@ class ActorCritic(nn.Module):
                 "actor_entropy": float(entropy.detach().mean()), "imag_return": float(ret.detach().mean()),
                 "imag_reward": float(reward.detach().mean()), "return_scale": scale,
                 "actor_grad_norm": float(actor_norm), "critic_grad_norm": float(critic_norm)}
+
+    def _step(self, loss: torch.Tensor, net: nn.Module, opt: torch.optim.Optimizer, clip: float) -> torch.Tensor:
+        """Backward, average over ranks (torchrun), clip, and step unless the gradient is
+        non-finite (then skip: the agent counts it). Returns the gradient norm."""
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if self.grad_sync is not None:
+            self.grad_sync(net.parameters())
+        norm = nn.utils.clip_grad_norm_(net.parameters(), clip)
+        if torch.isfinite(norm):
+            opt.step()
+        return norm
 
     def state_dict(self, *args, **kwargs) -> dict[str, Any]:
         state = super().state_dict(*args, **kwargs)
