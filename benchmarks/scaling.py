@@ -43,12 +43,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--procs", type=int, nargs="+", default=[1, 2, 4])
     p.add_argument("--preset", default="small")
     p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--set", nargs="*", default=[], help="extra --key value pairs, e.g. --set --train.prefill 500")
+    p.add_argument("--set", nargs="*", default=[], help="extra dotted overrides key=value, e.g. --set train.prefill=500")
     args = p.parse_args(argv)
     from benchmarks.common import record
     print(f"{'procs':>5} {'env steps/s':>12} {'updates/s':>10} {'updates':>8}")
     for n in args.procs:
-        r = run(n, args.preset, args.steps, args.set)
+        extra = [a for kv in args.set for a in (f"--{kv.split('=', 1)[0]}", kv.split("=", 1)[1])]
+        r = run(n, args.preset, args.steps, extra)
         record("scaling", r, command)
         print(f"{n:>5} {r['env_steps_per_s']:>12.1f} {r['updates_per_s']:>10.2f} {r['updates']:>8}")
     print(f"\nreproduce: {command}")
