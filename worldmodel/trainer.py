@@ -7,7 +7,7 @@ many updates as the replay ratio asks for: ratio / (batch * length) updates per 
 Resume: a checkpoint holds everything but the envs (model, optimizers, planner, shield,
 counters, RNG states, the replay's counts and partial chunk). Envs cannot be snapshotted,
 so a resumed run restarts them, reseeded from (seed, step): episodes in flight at the
-crash are cut short in replay and begin again. See worldmodel/README_RELIABILITY.md.
+crash are cut short in replay and begin again. See "Crashes, resume and bad input" in README.md.
 """
 from __future__ import annotations
 
