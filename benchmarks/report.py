@@ -5,14 +5,15 @@ from benchmarks.common import load
 
 
 def report() -> str:
-    lines = ["### Learning", "", "| task | preset | seeds | median final eval return | median env steps to target "
+    lines = ["### Learning", "", "| task | preset (+ overrides) | seeds | median final eval return | median env steps to target "
              "| seeds at target | median wall (min) | commit |", "|---|---|---|---|---|---|---|---|"]
     latest = {}
     for row in load("learning"):
         latest[(row["task"], tuple(row["presets"]), str(row.get("overrides")))] = row
     for (task, presets, _), row in sorted(latest.items()):
         s = row["summary"]
-        lines.append(f"| {task} | {' '.join(presets)} | {s['seeds']} | {s['median_final_return']:.1f} | "
+        extra = " ".join(f"{k}={v}" for k, v in (row.get("overrides") or {}).items())
+        lines.append(f"| {task} | {' '.join(presets)}{(' + ' + extra) if extra else ''} | {s['seeds']} | {s['median_final_return']:.1f} | "
                      f"{s['median_steps_to_target']} | {s['seeds_reaching_target']}/{s['seeds']} | "
                      f"{s['median_wall_s'] / 60:.1f} | {row['commit']} |")
     lines += ["", "### Speed (synthetic batch, one update = world model + actor-critic)", "",
