@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from envs.check import available_memory_bytes
+from envs.check import _round_down, available_memory_bytes
 
 
 class RunStopped(RuntimeError):
@@ -81,14 +81,6 @@ def _size(n: float) -> str:
         if n >= scale:
             return f"{n / scale:.1f} {unit}"
     return f"{int(n)} B"
-
-
-def _round_down(n: float) -> int:
-    """Largest 1, 2 or 5 x 10^k not above n (a capacity a person would type)."""
-    if n < 1:
-        return 0
-    k = 10 ** int(np.floor(np.log10(n)))
-    return max(m * k for m in (1, 2, 5) if m * k <= n)
 
 
 def _dir_bytes(path: Path) -> int:
