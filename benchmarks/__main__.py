@@ -27,6 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", nargs="*", default=[], help="dotted overrides key=value")
+    p.add_argument("--keep", default=None, help="leave each run directory in KEEP/<task>-seed<N>")
     p = sub.add_parser("speed")
     p.add_argument("--presets", nargs="+", default=["debug", "small", "medium"])
     p.add_argument("--env", default="CartPole-v1")
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         overrides = dict(kv.split("=", 1) for kv in args.set)
         rows = []
         for seed in args.seeds:
-            row = run_seed(args.task, seed, args.preset, overrides, args.eval_every, args.threads)
+            row = run_seed(args.task, seed, args.preset, overrides, args.eval_every, args.threads, args.keep)
             rows.append(row)
             print(f"{args.task} seed {seed}: final eval return {row['final_return']:.1f}, "
                   f"target {row['target']} reached at {row['steps_to_target']} env steps, "

@@ -37,10 +37,18 @@ def _checkpoints(run: Path) -> set[str]:
     return {p.name for p in (run / "checkpoints").glob("step_*.pt")} if (run / "checkpoints").is_dir() else set()
 
 
+def _carried(run: Path) -> int:
+    """Terminal observations the checkpoint a restart resumes from carries into replay
+    (episodes that ended exactly at its step; see worldmodel/resume.py, `pending`)."""
+    from worldmodel import checkpoint
+    found = checkpoint.load_latest(run / "checkpoints", "cpu")
+    return 0 if found is None or "pending" not in found[1] else len(found[1]["pending"]["lanes"])
+
+
 def killed_run(cmd: list[str], run: Path, cycles: int, rng: random.Random, env: dict[str, str],
                max_delay: float) -> dict[str, Any]:
     """Run `cmd` until it exits 0, SIGKILLing it `cycles` times at random moments."""
-    kills, starts, t0 = 0, 0, time.time()
+    kills, starts, carried, t0 = 0, 0, 0, time.time()
     while True:
         starts += 1
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -54,13 +62,16 @@ def killed_run(cmd: list[str], run: Path, cycles: int, rng: random.Random, env: 
                 kills += 1
         out = proc.communicate()[0]
         if proc.returncode == 0:
-            return {"kills": kills, "starts": starts, "seconds": time.time() - t0}
+            return {"kills": kills, "starts": starts, "seconds": time.time() - t0, "carried_terminal_obs": carried}
+        carried += _carried(run)  # what the next start resumes from
         if proc.returncode != -signal.SIGKILL:
             raise SystemExit(f"run failed (exit {proc.returncode}):\n{out[-2000:]}")
 
 
-def audit(run: Path, steps: int) -> dict[str, Any]:
-    """Lost / duplicated transitions and episodes of a finished run directory."""
+def audit(run: Path, steps: int, carried: int = 0) -> dict[str, Any]:
+    """Lost / duplicated transitions and episodes of a finished run directory. `carried`:
+    terminal observations that resumed checkpoints stored, each one replay row more than
+    the env steps counted (the uninterrupted run spends a counted step on that autoreset)."""
     from worldmodel import resume
     from worldmodel.logger import read_jsonl
     replay = resume.load_replay(run)
@@ -69,16 +80,21 @@ def audit(run: Path, steps: int) -> dict[str, Any]:
     want = collections.Counter((round(e["return"], 3), e["length"]) for e in logged)
     have = collections.Counter((round(r, 3), n) for r, n in stored)
     metrics = [r["step"] for r in read_jsonl(run / "metrics.jsonl")]
-    lanes = replay.lanes
-    # each lane holds steps / lanes transitions, plus at most one terminal obs a checkpoint carried
-    extra = int(replay.count.sum()) - steps
-    return {"replay_steps": int(replay.count.sum()), "extra_terminal_obs": extra,
-            "lost_steps": max(0, -extra), "duplicated_steps": max(0, extra - lanes),
+    extra = int(replay.count.sum()) - steps - carried
+    return {"replay_steps": int(replay.count.sum()), "extra_terminal_obs": carried,
+            "lost_steps": max(0, -extra), "duplicated_steps": max(0, extra),
             "episodes_logged": len(logged), "episodes_in_replay": len(stored),
             "lost_episodes": sum((want - have).values()), "duplicated_episodes": sum((have - want).values()),
             "cut_episodes": cut, "curve_duplicates": len(metrics) - len(set(metrics)),
             "curve_rewinds": sum(b < a for a, b in zip(metrics, metrics[1:])),
-            "final_return": sum(e["return"] for e in logged[-10:]) / max(1, len(logged[-10:]))}
+            "final_return": sum(e["return"] for e in logged[-10:]) / max(1, len(logged[-10:])),
+            "eval_return": _eval(run)}
+
+
+def _eval(run: Path, episodes: int = 20) -> float:
+    """Greedy return of the run's final checkpoint (same eval seed for both runs)."""
+    from worldmodel.api import evaluate_run
+    return float(evaluate_run(run, episodes=episodes)["return_mean"])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.time()
         subprocess.run([*base, "--logdir", str(clean)], cwd=ROOT, env=env, check=True, capture_output=True)
         clean_seconds = time.time() - t0
-        a, b = audit(killed, args.steps), audit(clean, args.steps)
+        a, b = audit(killed, args.steps, timing["carried_terminal_obs"]), audit(clean, args.steps)
     result = {"cycles": args.cycles, "preset": args.preset, "steps": args.steps, "checkpoint_every": every,
               **timing, "killed": a, "uninterrupted": b, "uninterrupted_seconds": clean_seconds}
     print(f"kill -9 / resume: {timing['kills']} kills, {timing['starts']} starts, {timing['seconds']:.1f} s "
@@ -117,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
               f"duplicated {r['duplicated_steps']} steps; episodes logged {r['episodes_logged']}, whole in replay "
               f"{r['episodes_in_replay']} (lost {r['lost_episodes']}, duplicated {r['duplicated_episodes']}, "
               f"cut by a kill {r['cut_episodes']}); curve duplicates {r['curve_duplicates']}, "
-              f"rewinds {r['curve_rewinds']}; final return {r['final_return']:.1f}")
+              f"rewinds {r['curve_rewinds']}; last 10 training episodes {r['final_return']:.1f}, "
+              f"eval of the final checkpoint (20 episodes) {r['eval_return']:.1f}")
     command = "python -m benchmarks.kill_resume " + " ".join(shlex.quote(x) for x in argv)
     if not args.no_record:
         from benchmarks.common import record

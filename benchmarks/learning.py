@@ -19,19 +19,22 @@ TASKS = {
 
 
 def run_seed(task: str, seed: int, presets: list[str], overrides: dict[str, Any], eval_every: int,
-             threads: int) -> dict[str, Any]:
+             threads: int, keep: str | None = None) -> dict[str, Any]:
+    """`keep`: a folder to leave the run directory in (as <keep>/<task>-seed<seed>), e.g. for
+    benchmarks/planning_scaling.py; by default it is deleted."""
     import worldmodel
     env_id, steps, target, task_over = TASKS[task]
     with tempfile.TemporaryDirectory() as tmp:
+        logdir = Path(keep) / f"{task}-seed{seed}" if keep else Path(tmp) / "run"
         over = {"run.steps": steps, "run.seed": seed, "run.eval_every": eval_every, "run.eval_episodes": 10,
                 "run.video_every": 0,
-                "run.threads": threads, "run.progress": False, "run.logdir": str(Path(tmp) / "run"),
+                "run.threads": threads, "run.progress": False, "run.logdir": str(logdir),
                 **task_over, **overrides}
         t0 = time.time()
         worldmodel.train(env=env_id, presets=presets, overrides=over)
         wall = time.time() - t0
-        evals = [json.loads(line) for line in (Path(tmp) / "run" / "eval.jsonl").read_text().splitlines()]
-        metrics = [json.loads(line) for line in (Path(tmp) / "run" / "metrics.jsonl").read_text().splitlines()]
+        evals = [json.loads(line) for line in (logdir / "eval.jsonl").read_text().splitlines()]
+        metrics = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
     curve = [(e["step"], e["return_mean"]) for e in evals]
     reached = next((s for s, r in curve if r >= target), None)
     # wall time (training + evaluations so far) when the evaluation first reached the target
