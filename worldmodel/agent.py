@@ -114,11 +114,17 @@ class Agent:
 
     @torch.no_grad()
     def policy(self, obs: dict[str, np.ndarray], is_first: np.ndarray, carry: dict[str, Any],
-               mask: np.ndarray | None = None, explore: bool = True) -> tuple[np.ndarray, dict, dict]:
+               mask: np.ndarray | None = None, explore: bool = True,
+               plan: bool = True) -> tuple[np.ndarray, dict, dict]:
         """obs {key: (B, ...)}, is_first (B,) -> agent actions (B, A), info, new carry.
-        The carry's prev_action is the proposed action; call `executed` after a veto."""
+        The carry's prev_action is the proposed action; call `executed` after a veto.
+        plan=False only tracks the latent state and returns zero actions (random prefill:
+        an MPC decision there would cost its full budget for nothing)."""
         first = torch.as_tensor(is_first, device=self.device)
         latent = self.model.observe(carry["latent"], self._tensors(obs), carry["prev_action"], first)
+        if not plan:
+            zeros = torch.zeros(len(first), self.act_spec.dim, device=self.device)
+            return zeros.cpu().numpy(), {}, {"latent": latent, "prev_action": zeros}
         mask_t = None if mask is None else torch.as_tensor(mask, device=self.device)
         self.planner.reset(first)  # a new episode: forget that env's warm-started plan
         action, info = self.planner.act(self.model, latent, mask_t, explore)

@@ -179,12 +179,15 @@ class Trainer:
                 veto = self.shield is not None and cfg.shield.mode == "on"
                 if veto and self.agent.act_spec.kind == "discrete":
                     mask = self.shield.rules.allowed_actions(step_data.raw_obs)
-                action, info, carry = self.agent.policy(step_data.obs, step_data.is_first, carry, mask)
+                prefill = self.step < cfg.train.prefill
+                action, info, carry = self.agent.policy(step_data.obs, step_data.is_first, carry, mask,
+                                                        plan=not prefill)
                 for k in ("safe_fraction", "predicted_risk"):  # MPC with rules: imagined safety
                     if k in info:
                         window.setdefault(f"plan/{k}", []).append(float(np.mean(info[k])))
-                if self.step < cfg.train.prefill:
+                if prefill:
                     action = random_actions(self.agent, E, self.rng)
+                    carry = self.agent.executed(carry, action)  # the latent sees what really ran
                 env_action = self.agent.act_spec.to_env(action)
                 cost_now = np.zeros(E, np.float32)
                 if self.shield is not None:
