@@ -1,11 +1,29 @@
 """python -m benchmarks <command>
 
-  learn --task cartpole|pendulum|cartpole-pixels [--seeds 0 1 2] [--preset small] [--eval-every 1000]
+  run --suite cpu-quick|cpu-full [--dry-run] [--from N]
+                             a suite: the commands below in order (benchmarks/suites.py);
+                             cpu-quick takes minutes, cpu-full hours; --dry-run lists them
+  learn --task cartpole|pendulum|cartpole-pixels|dmc-cartpole-swingup|dmc-pendulum-swingup|dmc-reacher-easy
+        [--seeds 0 1 2] [--preset small] [--eval-every 1000]
+        [--steps N] [--target R] [--check] [--set key=value ...]
+                             learning curves; --check exits 1 unless every seed reached the target
   speed [--presets debug small medium] [--threads 1] [--repeats 10]
-  report                     markdown tables from benchmarks/results/*.jsonl
+                             time and FLOPs per update of each preset (benchmarks/speed.py)
+  speed-grid [--preset small] [--batches 8 16 32] [--lengths 16 32 64] [--presets debug small medium]
+                             time and peak memory per update against batch, length and model size
+  plan-speed [--preset small] [--planner mppi cem] [--samples 256 --horizon 5 --iterations 3]
+             [--env Pendulum-v1 CartPole-v1] [--threads 1] [--decisions 50]
+                             ms per MPC decision for one env (benchmarks/plan_speed.py)
+  compare --against sheeprl [ARGS ...]
+                             side by side with SheepRL: benchmarks/sheeprl/compare.py with ARGS
+                             (needs `bash benchmarks/sheeprl/install.sh` once)
+  report                     markdown tables of every suite in benchmarks/results/*.jsonl, and
+                             PNG learning curves written next to them
 
 Every command prints its figures and the command line that reproduces them, and appends
 the raw results (with commit, machine and versions) to benchmarks/results/<suite>.jsonl.
+The other benchmarks run as modules: python -m benchmarks.shield | scaling | kill_resume |
+backbones | planning_scaling (see each file's docstring).
 """
 from __future__ import annotations
 
@@ -15,17 +33,26 @@ import shlex
 import sys
 
 
-def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    command = "python -m benchmarks " + " ".join(shlex.quote(a) for a in argv)
-    parser = argparse.ArgumentParser(prog="python -m benchmarks")
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="cmd", required=True)
+    from benchmarks.suites import SUITES
+    p = sub.add_parser("run", help="run a suite of benchmarks in order")
+    p.add_argument("--suite", choices=list(SUITES), required=True)
+    p.add_argument("--dry-run", action="store_true", help="list the commands, run nothing")
+    p.add_argument("--from", dest="start", type=int, default=1, help="start at the N-th command (1-based)")
     p = sub.add_parser("learn")
     p.add_argument("--task", default="cartpole")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--preset", nargs="+", default=["small"])
     p.add_argument("--eval-every", type=int, default=1000)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--steps", type=int, default=None, help="env-step budget (default: the task's); "
+                   "recorded as the override run.steps")
+    p.add_argument("--target", type=float, default=None, help="evaluation return that counts as solved "
+                   "(default: the task's)")
+    p.add_argument("--check", action="store_true", help="exit 1 unless every seed reached the target")
     p.add_argument("--set", nargs="*", default=[], help="dotted overrides key=value")
     p.add_argument("--keep", default=None, help="leave each run directory in KEEP/<task>-seed<N>")
     p = sub.add_parser("speed")
@@ -33,15 +60,66 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=10)
+    p = sub.add_parser("speed-grid", help="time and memory per update against batch, length and preset")
+    p.add_argument("--preset", default="small", help="the preset of the batch x length grid")
+    p.add_argument("--batches", type=int, nargs="+", default=[8, 16, 32])
+    p.add_argument("--lengths", type=int, nargs="+", default=[16, 32, 64])
+    p.add_argument("--presets", nargs="*", default=["debug", "small", "medium"],
+                   help="also these presets at their default batch x length")
+    p.add_argument("--env", default="CartPole-v1")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3)
+    p = sub.add_parser("plan-speed", help="ms per MPC decision for one env")
+    p.add_argument("--preset", nargs="+", default=["small"])
+    p.add_argument("--planner", nargs="+", choices=["mppi", "cem", "actor"], default=["mppi"])
+    p.add_argument("--env", nargs="+", default=["Pendulum-v1", "CartPole-v1"])
+    p.add_argument("--samples", type=int, default=256)
+    p.add_argument("--horizon", type=int, default=5)
+    p.add_argument("--iterations", type=int, default=3)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--decisions", type=int, default=50, help="timed decisions (after --warmup)")
+    p.add_argument("--warmup", type=int, default=5)
+    # add_help=False: -h goes through to compare.py, which lists its own options
+    p = sub.add_parser("compare", add_help=False, allow_abbrev=False,
+                       help="side by side with SheepRL (benchmarks/sheeprl/compare.py)")
+    p.add_argument("--against", choices=["sheeprl"], required=True)
     sub.add_parser("report")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def compare(rest: list[str]) -> int:
+    """`compare --against sheeprl ARGS`: benchmarks/sheeprl/compare.py with ARGS, in this process."""
+    from benchmarks.sheeprl import compare as sheeprl_compare
+    if not (sheeprl_compare.VENV / "bin" / "python").exists() and not {"-h", "--help"} & set(rest):
+        print(f"error: SheepRL's venv {sheeprl_compare.VENV} is missing; run: bash benchmarks/sheeprl/install.sh",
+              file=sys.stderr)
+        return 2
+    return sheeprl_compare.main(rest)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = "python -m benchmarks " + " ".join(shlex.quote(a) for a in argv)
+    parser = build_parser()
+    args, rest = parser.parse_known_args(argv)
+    if args.cmd == "compare":
+        return compare(rest)
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
     from benchmarks.common import record
-    if args.cmd == "learn":
+    status = 0
+    if args.cmd == "run":
+        from benchmarks.suites import run_suite
+        status = run_suite(args.suite, args.dry_run, args.start)
+    elif args.cmd == "learn":
         from benchmarks.learning import run_seed, summarize
         overrides = dict(kv.split("=", 1) for kv in args.set)
+        if args.steps is not None:
+            overrides["run.steps"] = args.steps
         rows = []
         for seed in args.seeds:
-            row = run_seed(args.task, seed, args.preset, overrides, args.eval_every, args.threads, args.keep)
+            row = run_seed(args.task, seed, args.preset, overrides, args.eval_every, args.threads, args.keep,
+                           args.target)
             rows.append(row)
             print(f"{args.task} seed {seed}: final eval return {row['final_return']:.1f}, "
                   f"target {row['target']} reached at {row['steps_to_target']} env steps, "
@@ -52,6 +130,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.task}: median final return {summary['median_final_return']:.1f}, median steps to "
               f"target {summary['median_steps_to_target']}, median wall {summary['median_wall_s'] / 60:.1f} min "
               f"({summary['seeds_reaching_target']}/{summary['seeds']} seeds reached the target)")
+        if args.check and summary["seeds_reaching_target"] < summary["seeds"]:
+            print(f"check failed: {summary['seeds'] - summary['seeds_reaching_target']} seed(s) never reached "
+                  f"{rows[0]['target']}")
+            status = 1
     elif args.cmd == "speed":
         from benchmarks.speed import matmul_peak, time_updates
         peak = matmul_peak(args.threads)
@@ -65,11 +147,39 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{preset:<8} {r['params']:>10,} {r['batch']:>3} x {r['length']:<3} {r['ms_per_update']:>10.1f} "
                   f"{r['updates_per_s']:>10.2f} {r['gflop_per_update']:>10.2f} {r['gflops_achieved']:>8.1f} "
                   f"{100 * r['gflops_achieved'] / peak:>6.0f}%")
+    elif args.cmd == "speed-grid":
+        from benchmarks.speed import grid_point, grid_points
+        print(f"{'preset':<8} {'params':>10} {'batch':>5} {'length':>6} {'ms/update':>10} {'updates/s':>10} "
+              f"{'update MB':>10} {'peak RSS MB':>11}")
+        for preset, batch, length in grid_points(args.preset, tuple(args.batches), tuple(args.lengths),
+                                                 tuple(args.presets)):
+            r = grid_point(preset, batch, length, args.env, args.threads, args.repeats)
+            record("speed_grid", r, command)
+            if "error" in r:
+                print(f"{preset:<8} {'':>10} {batch:>5} {length:>6}  failed: {r['error']}")
+                status = 1
+                continue
+            print(f"{preset:<8} {r['params']:>10,} {batch:>5} {length:>6} {r['ms_per_update']:>10.1f} "
+                  f"{r['updates_per_s']:>10.2f} {r['update_mb']:>10.0f} {r['peak_rss_mb']:>11.0f}", flush=True)
+        print("memory: ru_maxrss of a fresh process per point; update MB = its growth over the first two updates")
+    elif args.cmd == "plan-speed":
+        from benchmarks.plan_speed import TARGET_MS, print_header, print_row, time_decisions
+        print_header()
+        for env_id in args.env:
+            for planner in args.planner:
+                r = time_decisions(env_id, args.preset, planner, args.samples, args.horizon, args.iterations,
+                                   args.threads, args.decisions, args.warmup)
+                record("plan_speed", r, command)
+                print_row(r)
+        print(f"(target: MPPI 256 x 5 x 3 within {TARGET_MS:g} ms per decision; preset {' '.join(args.preset)}, "
+              f"{args.threads} thread(s), median of {args.decisions} decisions)")
     elif args.cmd == "report":
-        from benchmarks.report import report
+        from benchmarks.report import learning_plots, report
         print(report())
+        for path in learning_plots():
+            print(f"wrote {path}")
     print(f"\nreproduce: {command}")
-    return 0
+    return status
 
 
 if __name__ == "__main__":

@@ -45,8 +45,9 @@ def record(suite: str, result: dict[str, Any], command: str) -> dict[str, Any]:
     return row
 
 
-def load(suite: str) -> list[dict[str, Any]]:
-    path = RESULTS / f"{suite}.jsonl"
+def load(suite: str, root: Path | None = None) -> list[dict[str, Any]]:
+    """The rows of <root>/<suite>.jsonl (default benchmarks/results), oldest first."""
+    path = (root or RESULTS) / f"{suite}.jsonl"
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

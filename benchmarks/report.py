@@ -1,29 +1,273 @@
-"""Markdown tables from the stored benchmark results (the newest row per key)."""
+"""Markdown tables of every stored benchmark suite, and PNG learning curves.
+
+  python -m benchmarks report
+
+Reads benchmarks/results/<suite>.jsonl for each suite present (learning, speed, speed_grid,
+plan_speed, sheeprl, shield, scaling, kill_resume, backbones, planning_scaling) and keeps the
+newest row per setting; where a row holds several seeds the table gives their median. Under
+each table: the commands that produced its rows. `learning_plots` draws return against env
+steps, one line per seed, one PNG per task and presets + overrides set, into the same folder.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
+import statistics
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from benchmarks import common
 from benchmarks.common import load
 
+Row = dict[str, Any]
 
-def report() -> str:
-    lines = ["### Learning", "", "| task | preset (+ overrides) | seeds | median final eval return | median env steps to target "
-             "| seeds at target | median wall (min) | commit |", "|---|---|---|---|---|---|---|---|"]
-    latest = {}
-    for row in load("learning"):
-        latest[(row["task"], tuple(row["presets"]), str(row.get("overrides")))] = row
-    for (task, presets, _), row in sorted(latest.items()):
-        s = row["summary"]
-        extra = " ".join(f"{k}={v}" for k, v in (row.get("overrides") or {}).items())
-        lines.append(f"| {task} | {' '.join(presets)}{(' + ' + extra) if extra else ''} | {s['seeds']} | {s['median_final_return']:.1f} | "
-                     f"{s['median_steps_to_target']} | {s['seeds_reaching_target']}/{s['seeds']} | "
-                     f"{s['median_wall_s'] / 60:.1f} | {row['commit']} |")
-    lines += ["", "### Speed (synthetic batch, one update = world model + actor-critic)", "",
-              "| preset | threads | params | ms/update | updates/s | GFLOP/update | GFLOP/s | % of matmul peak |",
-              "|---|---|---|---|---|---|---|---|"]
-    speed = {}
-    for row in load("speed"):
-        speed[(row["preset"], row["threads"])] = row
-    for (preset, threads), r in speed.items():
-        lines.append(f"| {preset} | {threads} | {r['params']:,} | {r['ms_per_update']:.1f} | {r['updates_per_s']:.2f} | "
-                     f"{r['gflop_per_update']:.2f} | {r['gflops_achieved']:.1f} | "
-                     f"{100 * r['gflops_achieved'] / r['matmul_peak_gflops']:.0f}% |")
-    return "\n".join(lines)
+
+def fmt(v: Any, spec: str = ".1f") -> str:
+    return "–" if v is None else format(v, spec)
+
+
+def median(values: Iterable[Any]) -> float | None:
+    vals = [v for v in values if v is not None]
+    return statistics.median(vals) if vals else None
+
+
+def newest(rows: list[Row], key: Callable[[Row], Any], sort: bool = False) -> dict[Any, Row]:
+    """The last row (rows are appended oldest first) for each key, in the order the keys
+    first appeared (or sorted)."""
+    latest: dict[Any, Row] = {}
+    for row in rows:
+        latest[key(row)] = row
+    return dict(sorted(latest.items(), key=lambda kv: str(kv[0]))) if sort else latest
+
+
+def _table(title: str, header: list[str], body: list[list[str]], rows: Iterable[Row], note: str = "") -> list[str]:
+    lines = [f"### {title}", ""]
+    if note:
+        lines += [note, ""]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(cells) + " |" for cells in body]
+    commands = list(dict.fromkeys(r["command"] for r in rows if r.get("command")))
+    lines += [""] + [f"`{c}`  " for c in commands] + [""]
+    return lines
+
+
+def _overrides(row: Row) -> str:
+    return " ".join(f"{k}={v}" for k, v in (row.get("overrides") or {}).items())
+
+
+def _learning_key(row: Row) -> tuple[str, tuple[str, ...], str]:
+    return row["task"], tuple(row["presets"]), json.dumps(row.get("overrides") or {}, sort_keys=True)
+
+
+# -- one section per suite -----------------------------------------------------------------------
+def learning(root: Path) -> list[str]:
+    latest = newest(load("learning", root), _learning_key, sort=True)
+    body = []
+    for (task, presets, _), row in latest.items():
+        s, runs = row["summary"], row.get("runs", [])
+        extra = _overrides(row)
+        steps = max((r["curve"][-1][0] for r in runs if r.get("curve")), default=None)
+        target = runs[0].get("target") if runs else None
+        body.append([task, " ".join(presets) + (f" + {extra}" if extra else ""), fmt(steps, ","), fmt(target, "g"),
+                     str(s["seeds"]), fmt(s["median_final_return"]), fmt(s["median_steps_to_target"], ","),
+                     f"{s['seeds_reaching_target']}/{s['seeds']}", fmt(s["median_wall_s"] / 60), row["commit"]])
+    return _table("Learning (medians over seeds)", [
+        "task", "preset (+ overrides)", "env steps", "target", "seeds", "median final eval return",
+        "median env steps to target", "seeds at target", "median wall (min)", "commit"], body, latest.values())
+
+
+def speed(root: Path) -> list[str]:
+    latest = newest(load("speed", root), lambda r: (r["preset"], r["threads"]))
+    body = [[r["preset"], str(r["threads"]), f"{r['params']:,}", f"{r['batch']} x {r['length']}",
+             fmt(r["ms_per_update"]), fmt(r["updates_per_s"], ".2f"), fmt(r["gflop_per_update"], ".2f"),
+             fmt(r["gflops_achieved"]), f"{100 * r['gflops_achieved'] / r['matmul_peak_gflops']:.0f}%", r["commit"]]
+            for r in latest.values()]
+    return _table("Speed (synthetic batch, one update = world model + actor-critic; median of the repeats)", [
+        "preset", "threads", "params", "batch x length", "ms/update", "updates/s", "GFLOP/update", "GFLOP/s",
+        "% of matmul peak", "commit"], body, latest.values())
+
+
+def speed_grid(root: Path) -> list[str]:
+    latest = newest([r for r in load("speed_grid", root) if "error" not in r],
+                    lambda r: (r["preset"], r["threads"], r["batch"], r["length"]))
+    body = [[r["preset"], str(r["threads"]), f"{r['params']:,}", str(r["batch"]), str(r["length"]),
+             fmt(r["ms_per_update"]), fmt(r["updates_per_s"], ".2f"), fmt(r["update_mb"], ".0f"),
+             fmt(r["peak_rss_mb"], ".0f"), r["commit"]] for r in latest.values()]
+    return _table("Time and memory per update against batch, length and model size", [
+        "preset", "threads", "params", "batch", "length", "ms/update (median)", "updates/s",
+        "update peak MB", "process peak RSS MB", "commit"], body, latest.values(),
+        note="Memory: ru_maxrss of a fresh process per point; update peak = its growth over the first two updates.")
+
+
+def plan_speed(root: Path) -> list[str]:
+    from benchmarks.plan_speed import TARGET_MS, budget
+    latest = newest(load("plan_speed", root), lambda r: (r["env"], tuple(r["presets"]), r["planner"], budget(r),
+                                                         r["threads"]))
+    body = [[r["env"], " ".join(r["presets"]), r["planner"], budget(r), str(r["threads"]), fmt(r["ms_per_decision"]),
+             fmt(r["ms_p90"]), fmt(r["planner_ms"]), fmt(r.get("cpu_ms_per_decision")), fmt(r["decisions_per_s"]),
+             str(r["decisions"]), r["commit"]]
+            for r in latest.values()]
+    return _table("Decision time, one env (`Agent.act`, greedy)", [
+        "env", "preset", "planner", "N x H x iterations", "threads", "ms/decision (median)", "p90 ms",
+        "planner ms (median)", "CPU ms (median)", "decisions/s", "decisions timed", "commit"], body, latest.values(),
+        note=f"Target (issue 8): MPPI 256 x 5 x 3 within {TARGET_MS:g} ms per decision.")
+
+
+def sheeprl(root: Path) -> list[str]:
+    from benchmarks.sheeprl.compare import tables
+    rows = load("sheeprl", root)
+    sp = next((r for r in reversed(rows) if r.get("speed")), None)
+    e2e = next((r for r in reversed(rows) if r.get("e2e")), None)
+    parts = [(sp, tables(sp["speed"], e2e["e2e"] if e2e is sp else []))] if sp else []
+    if e2e and e2e is not sp:
+        parts.append((e2e, tables(None, e2e["e2e"])))
+    lines = ["### Side by side with SheepRL", ""]
+    for row, text in parts:
+        lines += [text, "", f"SheepRL {row.get('sheeprl_version')}, commit {row['commit']}: `{row['command']}`", ""]
+    return lines
+
+
+def shield(root: Path) -> list[str]:
+    latest = newest(load("shield", root), lambda r: r["task"])
+    body = []
+    for task, row in latest.items():
+        for mode in dict.fromkeys(r["mode"] for r in row["runs"]):
+            runs = [r for r in row["runs"] if r["mode"] == mode]
+            on = [r["eval_shield_on"] for r in runs]
+            body.append([task, mode, str(len(runs)), fmt(median(r["steps"] for r in runs), ",.0f"),
+                         fmt(median(r["train_executed_violations"] for r in runs), "g"),
+                         fmt(median(r["train_vetoes"] for r in runs), "g"),
+                         f"{fmt(median(r['veto_rate_first10'] for r in runs), '.3f')} / "
+                         f"{fmt(median(r['veto_rate_last10'] for r in runs), '.3f')}",
+                         fmt(median(e["success"] for e in on), ".2f"),
+                         fmt(median(e["executed_violations"] for e in on), "g"),
+                         fmt(median(r["eval_shield_off"]["success"] for r in runs), ".2f"), row["commit"]])
+    return _table("The shield, on vs off in training (medians over seeds)", [
+        "task", "training shield", "seeds", "env steps", "executed violations in training", "vetoes",
+        "veto rate first / last 10%", "eval with shield: success", "eval with shield: violations",
+        "eval without shield: success", "commit"], body, latest.values())
+
+
+def scaling(root: Path) -> list[str]:
+    latest = newest(load("scaling", root), lambda r: (r["preset"], r["steps"], r["procs"]))
+    body = [[str(r["procs"]), r["preset"], f"{r['steps']:,}", fmt(r["env_steps_per_s"]), fmt(r["updates_per_s"], ".2f"),
+             str(r["updates"]), r["commit"]] for r in latest.values()]
+    return _table("Data-parallel training (torchrun)", [
+        "processes", "preset", "env steps", "env steps/s", "updates/s", "updates", "commit"], body, latest.values())
+
+
+def kill_resume(root: Path) -> list[str]:
+    latest = newest(load("kill_resume", root), lambda r: (tuple(r["preset"]), r["steps"], r["cycles"]))
+    body = []
+    for r in latest.values():
+        k, u = r["killed"], r["uninterrupted"]
+        body.append([" ".join(r["preset"]), f"{r['steps']:,}", f"{r['kills']} / {r['starts']}",
+                     f"{k['lost_steps']} / {k['duplicated_steps']}",
+                     f"{k['lost_episodes']} / {k['duplicated_episodes']}",
+                     str(k["cut_episodes"]), f"{k['curve_duplicates']} / {k['curve_rewinds']}",
+                     f"{fmt(k['final_return'])} / {fmt(u['final_return'])}",
+                     f"{fmt(k.get('eval_return'))} / {fmt(u.get('eval_return'))}",
+                     f"{r['seconds']:.0f} / {r['uninterrupted_seconds']:.0f}", r["commit"]])
+    return _table("Kill -9 / resume", [
+        "preset", "env steps", "kills / starts", "lost / duplicated steps", "lost / duplicated episodes",
+        "episodes cut by a kill", "curve duplicates / rewinds", "last-10 return killed / uninterrupted",
+        "eval return killed / uninterrupted", "wall s killed / uninterrupted", "commit"], body, latest.values())
+
+
+def backbones(root: Path) -> list[str]:
+    rows = load("backbones", root)
+    lines: list[str] = []
+    timing = next((r for r in reversed(rows) if r.get("kind") == "timing"), None)
+    if timing:
+        body = [[p["backbone"], str(p["T"]), str(p["batch"]), fmt(p["ms_per_update"]), fmt(p["us_per_step"]),
+                 fmt(p["peak_update_mb"], ".0f")] for p in timing["rows"] if "error" not in p]
+        lines += _table(f"Backbones: one world-model update (preset {' '.join(timing['presets'])}, "
+                        f"commit {timing['commit']})",
+                        ["backbone", "T", "batch", "ms/update", "us/step", "peak MB of the update"], body, [timing])
+    learned = next((r for r in reversed(rows) if r.get("kind") == "learn"), None)
+    if learned:
+        keys = dict.fromkeys((p["backbone"], p["distance"]) for p in learned["runs"])
+        body = []
+        for kind, distance in keys:
+            runs = [p for p in learned["runs"] if (p["backbone"], p["distance"]) == (kind, distance)]
+            body.append([kind, str(distance), str(len(runs)), fmt(runs[0]["steps"], ","),
+                         fmt(median(p["eval_return"] for p in runs), ".2f"),
+                         fmt(median(p["wall_s"] for p in runs), ".0f")])
+        lines += _table(f"Backbones: CueMemory (medians over seeds, commit {learned['commit']})",
+                        ["backbone", "cue distance", "seeds", "env steps", "median eval return", "median wall s"],
+                        body, [learned])
+    return lines
+
+
+def planning_scaling(root: Path) -> list[str]:
+    latest = newest(load("planning_scaling", root), lambda r: r["run"])
+    body = [[run, p["planner"], p["budget"], str(p["imagined_steps"]), fmt(p["return_mean"]), fmt(p.get("return_std")),
+             fmt(p["ms_per_decision"]), row["commit"]] for run, row in latest.items() for p in row["rows"]]
+    return _table("Return against planning budget (one trained run)", [
+        "run", "planner", "budget", "imagined steps", "mean return", "std", "ms/decision", "commit"], body,
+        latest.values())
+
+
+SECTIONS: dict[str, Callable[[Path], list[str]]] = {
+    "learning": learning, "speed": speed, "speed_grid": speed_grid, "plan_speed": plan_speed, "sheeprl": sheeprl,
+    "shield": shield, "scaling": scaling, "kill_resume": kill_resume, "backbones": backbones,
+    "planning_scaling": planning_scaling}
+
+
+def report(root: Path | None = None) -> str:
+    """Markdown for every suite with a results file under `root` (default benchmarks/results)."""
+    root = root or common.RESULTS
+    lines: list[str] = []
+    for suite, section in SECTIONS.items():
+        if not (root / f"{suite}.jsonl").exists():
+            continue
+        try:
+            lines += section(root)
+        except (KeyError, TypeError, IndexError) as exc:  # a row from an older format of that suite
+            lines += [f"### {suite}", "", f"(not shown: a row lacks {exc!r}; rerun the suite)", ""]
+    return "\n".join(lines).rstrip() + "\n" if lines else "no results yet under " + str(root) + "\n"
+
+
+# -- learning curves -------------------------------------------------------------------------------
+def plot_name(row: Row) -> str:
+    """learning-<task>-<presets>[-<8 hex of the overrides>].png"""
+    name = f"learning-{row['task']}-{'+'.join(row['presets'])}"
+    if row.get("overrides"):
+        name += "-" + hashlib.sha1(json.dumps(row["overrides"], sort_keys=True).encode()).hexdigest()[:8]
+    return name + ".png"
+
+
+def learning_plots(root: Path | None = None, out: Path | None = None) -> list[Path]:
+    """One PNG per (task, presets, overrides) of learning.jsonl (its newest row): evaluation
+    return against env steps, a line per seed, the target dashed. Returns the paths written."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    root = root or common.RESULTS
+    out = out or root
+    out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for row in newest(load("learning", root), _learning_key).values():
+        runs = [r for r in row.get("runs", []) if r.get("curve")]
+        if not runs:
+            continue
+        fig = Figure(figsize=(6, 4))
+        FigureCanvasAgg(fig)
+        ax = fig.add_subplot(1, 1, 1)
+        for r in runs:
+            steps, returns = zip(*r["curve"])
+            ax.plot(steps, returns, marker="o", markersize=3, label=f"seed {r['seed']}")
+        if runs[0].get("target") is not None:
+            ax.axhline(runs[0]["target"], color="gray", linestyle="--", label="target")
+        extra = _overrides(row)
+        ax.set_title(f"{row['task']}, preset {' '.join(row['presets'])}" + (f"\n+ {extra}" if extra else "")
+                     + f" (commit {row['commit']})", fontsize=8)
+        ax.set_xlabel("env steps")
+        ax.set_ylabel("evaluation return (greedy, mean of the episodes)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        path = out / plot_name(row)
+        fig.savefig(path, dpi=110)
+        paths.append(path)
+    return paths

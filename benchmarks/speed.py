@@ -1,10 +1,24 @@
 """Speed benchmark: time per update, updates/s and FLOPs per update of each size preset,
 measured on synthetic replay data (no env in the loop), with torch threads set
-explicitly. Achieved GFLOP/s is reported against the machine's measured matmul peak."""
+explicitly. Achieved GFLOP/s is reported against the machine's measured matmul peak.
+
+  python -m benchmarks speed [--presets debug small medium] [--threads 1] [--repeats 10]
+  python -m benchmarks speed-grid [--preset small] [--batches 8 16 32] [--lengths 16 32 64]
+                                  [--presets debug small medium] [--repeats 3]
+
+speed-grid: how time per update and memory grow with batch size, sequence length and model
+size; one fresh process per point (memory: see `update_cost`). Rows go to
+benchmarks/results/speed.jsonl and speed_grid.jsonl."""
 from __future__ import annotations
 
+import json
+import os
+import resource
 import statistics
+import subprocess
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,3 +93,62 @@ def time_updates(preset: str, env_id: str = "CartPole-v1", threads: int = 1, rep
             "batch": cfg.replay.batch, "length": cfg.replay.length, "ms_per_update": per_update * 1e3,
             "updates_per_s": 1 / per_update, "gflop_per_update": flops / 1e9,
             "gflops_achieved": flops / per_update / 1e9}
+
+
+# -- scaling grid: time and memory against batch, sequence length and model size ---------------
+def update_cost(preset: str, batch: int, length: int, env_id: str = "CartPole-v1", threads: int = 1,
+                repeats: int = 3) -> dict[str, Any]:
+    """One grid point; meant to run in a fresh process (see `grid_point`). Memory is the
+    process's peak resident set (ru_maxrss): `update_mb` is its growth over the first two
+    updates (activations kept for backward, gradients, Adam state, imagination), read in a
+    fresh process so that no earlier peak hides it; `peak_rss_mb` is the whole process
+    (Python, torch, model, batch and update) at its peak. The growth is a lower bound where
+    the update reuses memory that the allocator got earlier and kept. tracemalloc would miss
+    torch's CPU tensors, and torch has no public CPU allocator statistics (its profiler
+    records allocations per op, not the process's peak)."""
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg, agent = _agent(preset, env_id, {"replay.batch": batch, "replay.length": length})
+    data = _fake_batch(agent, cfg, np.random.default_rng(0))
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    for _ in range(2):
+        agent.train_step(data)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        agent.train_step(data)
+        times.append(time.perf_counter() - t)
+    per_update = statistics.median(times)
+    return {"preset": preset, "env": env_id, "threads": threads, "batch": batch, "length": length,
+            "params": sum(agent.param_counts().values()), "repeats": repeats, "ms_per_update": per_update * 1e3,
+            "updates_per_s": 1 / per_update, "update_mb": (peak - before) / 1024, "peak_rss_mb": peak / 1024,
+            "memory": "ru_maxrss of a fresh process"}
+
+
+def grid_point(preset: str, batch: int, length: int, env_id: str, threads: int, repeats: int) -> dict[str, Any]:
+    """`update_cost` in a fresh interpreter (one per point: ru_maxrss only ever grows)."""
+    args = json.dumps([preset, batch, length, env_id, threads, repeats])
+    code = ("import json, sys; from benchmarks.speed import update_cost; "
+            "print(json.dumps(update_cost(*json.loads(sys.argv[1]))))")
+    out = subprocess.run([sys.executable, "-c", code, args], capture_output=True, text=True,
+                         cwd=Path(__file__).resolve().parents[1], env={**os.environ, "OMP_NUM_THREADS": str(threads)})
+    if out.returncode != 0:
+        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        return {"preset": preset, "batch": batch, "length": length, "threads": threads, "error": tail}
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def grid_points(preset: str = "small", batches: tuple[int, ...] = (8, 16, 32),
+                lengths: tuple[int, ...] = (16, 32, 64),
+                presets: tuple[str, ...] = ("debug", "small", "medium")) -> list[tuple[str, int, int]]:
+    """The points: `preset` at every batch x length, then each of `presets` at its own default
+    batch x length (a point already in the first part is not repeated)."""
+    from worldmodel.config import load_config
+    points = [(preset, b, t) for b in batches for t in lengths]
+    for name in presets:
+        cfg = load_config([name])
+        point = (name, cfg.replay.batch, cfg.replay.length)
+        if point not in points:
+            points.append(point)
+    return points

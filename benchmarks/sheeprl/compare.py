@@ -37,7 +37,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
-VENV = HERE.parent / ".venv-sheeprl"
+# SHEEPRL_VENV: the same override benchmarks/sheeprl/install.sh takes
+VENV = Path(os.environ.get("SHEEPRL_VENV") or HERE.parent / ".venv-sheeprl")
 SHIM = HERE / "_shim.py"
 LAUNCH = HERE / "_launch.py"
 

@@ -1,0 +1,37 @@
+"""plan-speed: the planner is built with the asked kind and budget, and each decision of the
+debug agent takes a positive time; the command records one row per env and planner."""
+import json
+import re
+
+from benchmarks.__main__ import main
+from benchmarks.plan_speed import _agent, time_decisions
+
+
+def test_agent_gets_the_budget():
+    from planners.mppi import MPPI
+    agent, env = _agent("Pendulum-v1", ["debug"], {"planner.kind": "mppi", "planner.samples": 48,
+                                                   "planner.horizon": 4, "planner.iterations": 2})
+    env.close()
+    assert isinstance(agent.planner, MPPI)
+    assert (agent.planner.samples, agent.planner.horizon, agent.planner.iterations) == (48, 4, 2)
+
+
+def test_decision_time_is_positive():
+    r = time_decisions("Pendulum-v1", ["debug"], "mppi", samples=32, horizon=3, iterations=2, decisions=4, warmup=1)
+    assert r["ms_per_decision"] > 0 and r["planner_ms"] > 0 and r["cpu_ms_per_decision"] > 0
+    assert r["ms_min"] <= r["ms_per_decision"] <= r["ms_p90"]
+    assert abs(r["decisions_per_s"] * r["ms_per_decision"] - 1e3) < 1e-6
+    assert (r["samples"], r["horizon"], r["iterations"], r["decisions"]) == (32, 3, 2, 4)
+
+
+def test_command_records_rows(results, capsys):
+    assert main(["plan-speed", "--preset", "debug", "--env", "CartPole-v1", "--planner", "cem", "actor",
+                 "--samples", "16", "--horizon", "2", "--iterations", "1", "--decisions", "3",
+                 "--warmup", "1"]) == 0
+    rows = [json.loads(line) for line in (results / "plan_speed.jsonl").read_text().splitlines()]
+    assert [(r["env"], r["planner"], r["samples"]) for r in rows] == [("CartPole-v1", "cem", 16),
+                                                                     ("CartPole-v1", "actor", None)]
+    assert all(r["ms_per_decision"] > 0 and r["commit"] and r["machine"] for r in rows)
+    out = capsys.readouterr().out
+    assert re.search(r"^CartPole-v1 +cem +16 x 2 x 1 ", out, re.MULTILINE)
+    assert "reproduce: python -m benchmarks plan-speed" in out

@@ -1,0 +1,82 @@
+"""`report` on a tiny synthetic results folder: a table per suite present with the medians,
+one PNG learning curve per task and overrides set (the newest row of each)."""
+import json
+
+from benchmarks.__main__ import main
+from benchmarks.report import learning_plots, plot_name, report
+
+
+def write(folder, suite, *rows):
+    with open(folder / f"{suite}.jsonl", "a") as f:
+        for row in rows:
+            f.write(json.dumps({"suite": suite, "commit": "abc1234", "command": f"cmd-{suite}", **row}) + "\n")
+
+
+def learning_row(task, finals, overrides=None):
+    runs = [{"task": task, "seed": seed, "curve": [[1000, 10.0], [2000, final]], "final_return": final,
+             "steps_to_target": 2000 if final >= 100 else None, "target": 100.0, "wall_s": 60.0 * (seed + 1)}
+            for seed, final in enumerate(finals)]
+    reached = [r["steps_to_target"] for r in runs]
+    return {"task": task, "presets": ["small"], "overrides": overrides or {}, "runs": runs, "summary": {
+        "seeds": len(runs), "median_final_return": sorted(finals)[len(finals) // 2],
+        "median_wall_s": 120.0, "median_steps_to_target": 2000 if all(reached) else None,
+        "seeds_reaching_target": sum(s is not None for s in reached)}}
+
+
+def fill(folder):
+    write(folder, "learning", learning_row("cartpole", [1.0, 2.0, 3.0]),        # replaced by the next row
+          learning_row("cartpole", [150.0, 320.5, 90.0]),
+          learning_row("cartpole", [200.0], {"train.ratio": "64"}))
+    write(folder, "speed", {"preset": "small", "threads": 1, "params": 451718, "batch": 16, "length": 32,
+                            "ms_per_update": 178.26, "updates_per_s": 5.61, "gflop_per_update": 4.73,
+                            "gflops_achieved": 26.55, "matmul_peak_gflops": 137.3})
+    write(folder, "plan_speed", {"env": "Pendulum-v1", "presets": ["small"], "planner": "mppi", "threads": 1,
+                                 "samples": 256, "horizon": 5, "iterations": 3, "decisions": 50,
+                                 "ms_per_decision": 17.25, "ms_p90": 19.5, "planner_ms": 16.0,
+                                 "cpu_ms_per_decision": 15.5, "decisions_per_s": 58.0, "target_ms": 20.0})
+    run = {"task": "corridor", "steps": 3000, "veto_rate_first10": 0.1, "veto_rate_last10": 0.0,
+           "eval_shield_off": {"success": 0.0}}
+    write(folder, "shield", {"task": "corridor", "runs": [
+        {**run, "mode": "on", "seed": s, "train_executed_violations": 0, "train_vetoes": v,
+         "eval_shield_on": {"success": 1.0, "executed_violations": 0}} for s, v in enumerate([10, 30, 20])] + [
+        {**run, "mode": "off", "seed": s, "train_executed_violations": v, "train_vetoes": v,
+         "eval_shield_on": {"success": 0.5, "executed_violations": 0}} for s, v in enumerate([7, 400, 11])]})
+
+
+def test_report_tables_hold_the_medians(tmp_path):
+    fill(tmp_path)
+    text = report(tmp_path)
+    for title in ("### Learning", "### Speed", "### Decision time", "### The shield"):
+        assert title in text
+    assert "### Kill" not in text and "### Side by side" not in text  # suites without results: no section
+    cartpole = [line for line in text.splitlines() if line.startswith("| cartpole | small |")]
+    assert len(cartpole) == 1 and "| 150.0 |" in cartpole[0] and "| 2/3 |" in cartpole[0]  # newest row only
+    assert "| small + train.ratio=64 |" in text
+    assert "| 178.3 |" in text and "| 19% |" in text
+    assert "| Pendulum-v1 | small | mppi | 256 x 5 x 3 | 1 | 17.2 |" in text
+    shield = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| corridor |")}
+    assert "| 0 | 20 |" in shield["on"]  # median over seeds of 10, 30, 20 vetoes
+    assert "| 11 | 11 |" in shield["off"]  # median of 7, 400, 11 violations
+    assert "`cmd-learning`" in text
+
+
+def test_learning_plots_one_png_per_task_and_overrides(tmp_path):
+    fill(tmp_path)
+    paths = learning_plots(tmp_path)
+    assert sorted(p.name for p in paths) == sorted([
+        "learning-cartpole-small.png", plot_name(learning_row("cartpole", [1.0], {"train.ratio": "64"}))])
+    for p in paths:
+        assert p.parent == tmp_path and p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and p.stat().st_size > 5000
+
+
+def test_report_command_prints_tables_and_png_paths(results, capsys):
+    fill(results)
+    assert main(["report"]) == 0
+    out = capsys.readouterr().out
+    assert "### Learning" in out and f"wrote {results / 'learning-cartpole-small.png'}" in out
+    assert (results / "learning-cartpole-small.png").exists()
+
+
+def test_report_without_results(tmp_path):
+    assert "no results yet" in report(tmp_path)
+    assert learning_plots(tmp_path) == []

@@ -1,0 +1,21 @@
+"""speed-grid: the points (grid, then each preset at its default size, no repeats) and one
+real point measured in a fresh process."""
+from benchmarks.speed import grid_point, grid_points
+
+
+def test_grid_points():
+    points = grid_points("small", (8, 16), (16, 32), ("debug", "small"))
+    assert points == [("small", 8, 16), ("small", 8, 32), ("small", 16, 16), ("small", 16, 32), ("debug", 4, 8)]
+
+
+def test_grid_point_measures_time_and_memory():
+    r = grid_point("debug", 2, 4, "CartPole-v1", 1, 2)
+    assert "error" not in r, r
+    assert (r["batch"], r["length"], r["repeats"]) == (2, 4, 2)
+    assert r["ms_per_update"] > 0 and r["update_mb"] >= 0
+    assert r["peak_rss_mb"] > 50 and r["peak_rss_mb"] > r["update_mb"]  # the process holds torch
+
+
+def test_grid_point_reports_a_failure():
+    r = grid_point("no-such-preset", 2, 4, "CartPole-v1", 1, 1)
+    assert "unknown preset" in r["error"]
