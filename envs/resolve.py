@@ -5,6 +5,7 @@ Accepted targets:
   module:Class         examples.custom_env:TargetEnv   (any gymnasium.Env subclass)
   module:factory       mypkg.envs:make_env             (a function returning a gymnasium.Env)
   module:Id-v0         mypkg:MyEnv-v0                  (import mypkg, then make the registered id)
+  dmc:DOMAIN-TASK      dmc:ball_in_cup-catch           (any dm_control.suite task; the dmc extra)
   a Python callable    TargetEnv, functools.partial(make_env, hard=True)
 
 Every env the factory builds is wrapped, inside out: the user's env -> CheckedEnv (API
@@ -23,8 +24,9 @@ from typing import Any, Callable
 
 import gymnasium as gym
 
-from envs.builtin import BUILTINS, NAMESPACE
+from envs.builtin import BUILTINS, DMC_IDS, NAMESPACE
 from envs.checked import CheckedEnv
+from envs.dmc import DMC_HINT, DMC_PREFIX, has_dm_control, make_dmc
 from envs.driver import EnvError
 from envs.pixels import PixelObservation, ResizeImages, needs_resize
 
@@ -95,6 +97,8 @@ def _resolve_id(target: str) -> str:
             importlib.import_module("minigrid")  # registers the MiniGrid-/BabyAI- ids
         except ImportError:
             raise EnvError(f"{target} needs the minigrid extra: {MINIGRID_HINT}") from None
+    if target in dict(DMC_IDS) and not has_dm_control():
+        raise EnvError(f"{target} needs the dmc extra (dm_control is not installed): {DMC_HINT}")
     if target not in gym.registry:
         close = _closest_id(target)
         hint = f"; did you mean '{close}'?" if close else ""
@@ -242,6 +246,9 @@ def make_factory(target: str | Callable[..., gym.Env], kwargs: dict[str, Any] | 
     if callable(target) and not isinstance(target, str):
         label = getattr(target, "__name__", None) or repr(target)
         resolved = _check_creator(target, label)
+    elif isinstance(target, str) and target.startswith(DMC_PREFIX):
+        label = target
+        resolved = make_dmc(target)
     elif isinstance(target, str) and ":" in target:
         label = target
         resolved = _resolve_entry_point(target)
@@ -257,7 +264,7 @@ def list_envs() -> list[tuple[str, str]]:
     """(id, description) for `worldmodel envs`: this project's envs first, then every other
     registered Gymnasium id, grouped by namespace (description "<namespace>: <entry point>";
     ids without a namespace are grouped by the entry point's top-level package)."""
-    rows = [(env_id, description) for env_id, _, _, description in BUILTINS]
+    rows = [(env_id, description) for env_id, _, _, description in BUILTINS] + list(DMC_IDS)
     ours = {env_id for env_id, _ in rows}
     others = []
     for env_id, spec in gym.registry.items():

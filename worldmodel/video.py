@@ -23,6 +23,7 @@ F feature, A action, D observation size.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -47,6 +48,7 @@ class RealEpisode:
             self.shield = Shield(load_rules(rules, self.env.observation_space, self.env.action_space),
                                  self.env.action_space, 1)
         self.obs: list[dict[str, np.ndarray]] = []   # agent encoding per step, {key: (*shape)}
+        self.can_render = True                        # until render() fails once
         self.frames: list[np.ndarray | None] = []     # env.render() per step
         self.reward: list[float] = []                 # reward for arriving at each obs
         self.vetoed: list[bool] = []                  # verdict on the action taken at each obs
@@ -63,7 +65,14 @@ class RealEpisode:
         self.raw = raw
         enc = encode_obs(self.agent.obs_spec, self.env.observation_space, self._batched(raw))
         self.obs.append({k: v[0] for k, v in enc.items()})
-        frame = self.env.render() if self.env.render_mode == "rgb_array" else None
+        frame = None
+        if self.env.render_mode == "rgb_array" and self.can_render:
+            try:
+                frame = self.env.render()
+            except Exception as exc:  # noqa: BLE001 - e.g. no OpenGL for MuJoCo: draw charts instead
+                print(f"note: {type(exc).__name__} from render() ({str(exc).splitlines()[0][:120] if str(exc) else ''}); "
+                      f"the video shows the observation as charts instead", file=sys.stderr)
+                self.can_render = False
         self.frames.append(None if frame is None else np.asarray(frame))
         self.reward.append(float(reward))
 
