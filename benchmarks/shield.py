@@ -33,13 +33,15 @@ def veto_rates(metrics: list[dict[str, Any]], steps: int) -> tuple[float, float]
     return statistics.mean(first), statistics.mean(last)
 
 
-def run(task: str, seed: int, mode: str, eval_episodes: int, steps: int | None, presets: list[str]) -> dict[str, Any]:
+def run(task: str, seed: int, mode: str, eval_episodes: int, steps: int | None, presets: list[str],
+        keep: str | None = None) -> dict[str, Any]:
+    """`keep`: leave the run directory in <keep>/<task>-<mode>-seed<seed> (default: deleted)."""
     import worldmodel
     from worldmodel.api import evaluate_run
     env_id, rules, default_steps, success = TASKS[task]
     steps = steps or default_steps
     with tempfile.TemporaryDirectory() as tmp:
-        logdir = Path(tmp) / "run"
+        logdir = Path(keep) / f"{task}-{mode}-seed{seed}" if keep else Path(tmp) / "run"
         t0 = time.time()
         worldmodel.train(env=env_id, presets=presets, overrides={
             "run.steps": steps, "run.seed": seed, "run.logdir": str(logdir), "run.progress": False,
@@ -68,12 +70,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--preset", nargs="+", default=["small"])
+    p.add_argument("--keep", default=None, help="leave each run directory in KEEP/<task>-<mode>-seed<N>")
     args = p.parse_args(argv)
     from benchmarks.common import record
     rows = []
     for mode in args.modes:
         for seed in args.seeds:
-            r = run(args.task, seed, mode, args.eval_episodes, args.steps, args.preset)
+            r = run(args.task, seed, mode, args.eval_episodes, args.steps, args.preset, args.keep)
             rows.append(r)
             print(f"{args.task} shield {mode} seed {seed}: train violations {r['train_executed_violations']} "
                   f"(vetoes {r['train_vetoes']}), veto rate first/last 10% {r['veto_rate_first10']:.4f}/"
