@@ -3,11 +3,29 @@
   python -m benchmarks.backbones --lengths 64 256 1024 [--batch 4] [--preset small] [--threads 1]
   python -m benchmarks.backbones --learn [--distances 8 24] [--learn-steps 4000] [--seeds 0]
 
-Timing: one world-model update (model.loss forward + backward, no optimizer or planner)
-on a synthetic CueMemory-shaped batch (B, T), median of --repeats, for each backbone and
-sequence length T. Peak memory: each (backbone, T) runs in a fresh subprocess and reports
-the growth of the process's max RSS over its first update (ru_maxrss is monotonic, so a
-fresh process is what makes the delta that update's own peak). CPU only as written.
+Timing, for each backbone and sequence length T, medians of --repeats on a synthetic
+CueMemory-shaped batch (B, T) with one reset inside each sequence:
+  ms_per_update  one world-model update: model.loss forward + backward (no optimizer), the
+                 posterior states kept alive through backward as Agent.train_step keeps them
+                 (they are its imagination starts)
+  ms_dynamics    the part of that update spent in the backbone: rssm.observe forward and
+                 backward (the encoder's backward rides along; it is tiny here)
+  ms_heads       the rest: encoder forward, decoder, reward / continue heads, KL -- the same
+                 modules for every backbone
+  ms_train_step  Agent.train_step: the update above plus clipping and Adam, then the planner
+                 update (imagination from up to behavior.starts posterior states, actor, critic)
+  ms_imagine     that imagination alone (behavior.horizon img_steps from the same number of
+                 starts, random actions, no gradients): the backbone's share of the planner update
+Backbone-independent work per train step is then about ms_train_step - ms_dynamics - ms_imagine.
+
+Peak memory of one update, two ways, each (backbone, T) in a fresh subprocess:
+  peak_update_mb  growth of the process's max RSS over its first update (ru_maxrss is
+                  monotonic, so a fresh process is what makes the delta that update's own
+                  peak). What the OS sees: it includes one-time costs of a first update and
+                  the allocator's slack, which depends on the sizes and order of allocations.
+  peak_live_mb    peak of live tensor bytes during a later update, from the profiler's memory
+                  timeline: the same accounting for every backbone, no allocator effects.
+CPU only as written.
 
 Learning (--learn): train each backbone on worldmodel/CueMemory-v0 at each cue distance
 for a short budget, then evaluate greedily; a memoryless policy scores 0 on average.
@@ -62,10 +80,71 @@ def _batch(spec, act, B: int, T: int):
     return batch
 
 
+def _live_peak_mb(fn) -> float | None:
+    """Peak of the bytes of tensors that fn() allocated and still holds, while it runs, from
+    the profiler's memory timeline (a private torch API: None if it is missing). Frees of
+    tensors from before fn() (such as last update's gradients) do not count."""
+    try:
+        from torch.profiler import ProfilerActivity, profile
+        from torch.profiler._memory_profiler import Action, MemoryProfile
+    except ImportError:
+        return None
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
+                 with_stack=True) as prof:
+        fn()
+    live, peak, created = 0, 0, set()
+    for _, action, key, size in MemoryProfile(prof.profiler.kineto_results).timeline:
+        if action == Action.CREATE:
+            created.add(key)
+            live += size
+        elif action == Action.DESTROY and key in created:
+            live -= size
+        peak = max(peak, live)
+    return peak / 2**20
+
+
+def _split_update(model, batch) -> tuple[float, float]:
+    """One update with the backbone cut out of the graph: (seconds in the backbone's forward
+    and backward, seconds in everything else). rssm.observe's outputs reach model.loss as
+    fresh leaves; their gradients are then sent back through the backbone separately."""
+    import torch
+    rssm, inner, pairs, clock = model.rssm, model.rssm.observe, {}, {}
+
+    def observe(*args, **kwargs):
+        t0 = time.perf_counter()
+        out = inner(*args, **kwargs)
+        clock["forward"] = time.perf_counter() - t0
+
+        def cut(v):
+            if not v.requires_grad:
+                return v
+            if id(v) not in pairs:  # post and prior share deter and the carries
+                pairs[id(v)] = (v, v.detach().requires_grad_())
+            return pairs[id(v)][1]
+        return tuple({k: cut(v) for k, v in state.items()} for state in out)
+
+    model.zero_grad(set_to_none=True)
+    rssm.observe = observe
+    try:
+        t0 = time.perf_counter()
+        total, _, post = model.loss(batch)
+        total.backward()
+        t1 = time.perf_counter()
+        sent = [(v, leaf.grad) for v, leaf in pairs.values() if leaf.grad is not None]
+        torch.autograd.backward([v for v, _ in sent], [g for _, g in sent])
+        t2 = time.perf_counter()
+    finally:
+        del rssm.observe
+    return clock["forward"] + (t2 - t1), (t1 - t0) - clock["forward"]
+
+
 def measure(kind: str, T: int, B: int, presets: list[str], overrides: dict[str, Any], repeats: int,
             threads: int) -> dict[str, Any]:
     """One (backbone, T) point; meant to run in a fresh process (see `_subprocess`)."""
     import torch
+
+    from worldmodel.agent import Agent
+    from worldmodel.config import load_config
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model, spec, act = _model(kind, presets, overrides)
@@ -73,20 +152,47 @@ def measure(kind: str, T: int, B: int, presets: list[str], overrides: dict[str, 
 
     def update() -> None:
         model.zero_grad(set_to_none=True)
-        total, _, _ = model.loss(batch)
+        total, _, post = model.loss(batch)  # post stays alive through backward, as in training
         total.backward()
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     update()
     peak_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
-    times = []
-    for _ in range(repeats):
+
+    cfg = load_config(presets, {"model.dynamics": kind, "env.id": ENV, **overrides})
+    agent = Agent(cfg, spec, act)
+    data = {k: v.numpy() for k, v in batch.items()}
+    with torch.no_grad():
+        _, _, post = agent.model.loss(batch)
+    starts = min(B * T, cfg.behavior.starts or B * T)
+    start = {k: v.flatten(0, 1)[:starts] for k, v in post.items()}
+    H = cfg.behavior.horizon
+    actions = torch.nn.functional.one_hot(torch.randint(0, act.dim, (starts, H)), act.dim).float()
+
+    def imagine() -> None:
+        with torch.no_grad():
+            agent.model.imagine(start, actions, H)
+
+    clocks: dict[str, list[float]] = {k: [] for k in ("update", "dynamics", "heads", "train_step", "imagine")}
+    for _ in range(repeats):  # interleaved, so a slow spell of a shared machine hits all alike
         t0 = time.perf_counter()
         update()
-        times.append(time.perf_counter() - t0)
-    ms = statistics.median(times) * 1e3
-    return {"backbone": kind, "T": T, "batch": B, "ms_per_update": ms, "us_per_step": ms * 1e3 / (B * T),
-            "peak_update_mb": peak_mb, "params": sum(p.numel() for p in model.parameters())}
+        clocks["update"].append(time.perf_counter() - t0)
+        dynamics, heads = _split_update(model, batch)
+        clocks["dynamics"].append(dynamics)
+        clocks["heads"].append(heads)
+        t0 = time.perf_counter()
+        agent.train_step(data)
+        clocks["train_step"].append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        imagine()
+        clocks["imagine"].append(time.perf_counter() - t0)
+    ms = {k: statistics.median(v) * 1e3 for k, v in clocks.items()}
+    return {"backbone": kind, "T": T, "batch": B, "ms_per_update": ms["update"],
+            "us_per_step": ms["update"] * 1e3 / (B * T), "ms_dynamics": ms["dynamics"],
+            "ms_heads": ms["heads"], "ms_train_step": ms["train_step"], "ms_imagine": ms["imagine"],
+            "imagine_starts": starts, "peak_update_mb": peak_mb, "peak_live_mb": _live_peak_mb(update),
+            "params": sum(p.numel() for p in model.parameters())}
 
 
 def _subprocess(kind: str, T: int, args: argparse.Namespace) -> dict[str, Any]:
@@ -106,7 +212,8 @@ def _subprocess(kind: str, T: int, args: argparse.Namespace) -> dict[str, Any]:
 
 def timing(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
-    print(f"{'backbone':<8} {'T':>6} {'ms/update':>10} {'us/step':>8} {'peak MB':>8}")
+    print(f"{'backbone':<8} {'T':>6} {'ms/update':>10} {'dynamics':>9} {'heads':>6} {'train step':>11} "
+          f"{'imagine':>8} {'RSS MB':>7} {'live MB':>8}")
     for T in args.lengths:
         for kind in args.backbones:
             row = _subprocess(kind, T, args)
@@ -114,8 +221,10 @@ def timing(args: argparse.Namespace) -> list[dict[str, Any]]:
             if "error" in row:
                 print(f"{kind:<8} {T:>6}  failed: {row['error']}")
             else:
-                print(f"{kind:<8} {T:>6} {row['ms_per_update']:>10.1f} {row['us_per_step']:>8.1f} "
-                      f"{row['peak_update_mb']:>8.1f}", flush=True)
+                live = "n/a" if row["peak_live_mb"] is None else f"{row['peak_live_mb']:.1f}"
+                print(f"{kind:<8} {T:>6} {row['ms_per_update']:>10.1f} {row['ms_dynamics']:>9.1f} "
+                      f"{row['ms_heads']:>6.1f} {row['ms_train_step']:>11.1f} {row['ms_imagine']:>8.1f} "
+                      f"{row['peak_update_mb']:>7.1f} {live:>8}", flush=True)
     return rows
 
 
@@ -124,17 +233,20 @@ def plot(rows: list[dict[str, Any]], out: Path, title: str) -> Path:
     from matplotlib.figure import Figure
     fig = Figure(figsize=(9, 3.6))
     FigureCanvasAgg(fig)
-    panels = [("ms_per_update", "update time (ms, fwd+bwd)"), ("peak_update_mb", "peak memory of an update (MB)")]
-    for i, (key, label) in enumerate(panels):
+    panels = [(("ms_per_update", "-"), ("ms_train_step", ":"), "time (ms): update -, whole train step :"),
+              (("peak_live_mb", "-"), ("peak_update_mb", ":"),
+               "peak memory of an update (MB): live tensors -, RSS growth :")]
+    for i, (*series, label) in enumerate(panels):
         ax = fig.add_subplot(1, 2, i + 1)
-        for kind in BACKBONES:
-            pts = sorted((r["T"], r[key]) for r in rows if r["backbone"] == kind and key in r)
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=kind)
+        for j, kind in enumerate(BACKBONES):
+            for key, style in series:
+                pts = sorted((r["T"], r[key]) for r in rows if r["backbone"] == kind and r.get(key) is not None)
+                if pts:
+                    ax.plot(*zip(*pts), style, marker="o", color=f"C{j}", label=kind if style == "-" else None)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("sequence length T")
-        ax.set_title(label, fontsize=10)
+        ax.set_title(label, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title, fontsize=9)
@@ -198,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         rows = timing(args)
         RESULTS.mkdir(exist_ok=True)
         out = Path(args.out) if args.out else RESULTS / "backbones.png"
-        title = f"world-model update, preset {' '.join(args.preset)}, batch {args.batch}, {args.threads} thread(s)"
+        title = f"backbones, preset {' '.join(args.preset)}, batch {args.batch}, {args.threads} thread(s)"
         print(f"wrote {plot(rows, out, title)}")
         record("backbones", {"kind": "timing", "presets": args.preset, "rows": rows}, command)
     print(f"reproduce: {command}")

@@ -14,7 +14,7 @@ BACKBONES = ("gru", "ssm", "hybrid")
 def make_dynamics(kind: str, action_dim: int, embed_dim: int, *, deter: int, stoch: int, classes: int,
                   hidden: int, unimix: float, ssm_layers: int = 2, ssm_state: int = 16,
                   window: int = 16) -> nn.Module:
-    """gru: the RSSM (GRU). ssm: diagonal selective SSM layers, parallel scan.
+    """gru: the RSSM (GRU). ssm: diagonal selective SSM layers, one scan per layer over a sequence.
     hybrid: SSM layers interleaved with attention over the last `window` steps."""
     common = dict(deter=deter, stoch=stoch, classes=classes, hidden=hidden, unimix=unimix)
     if kind == "gru":

@@ -58,24 +58,45 @@ class WindowAttention(nn.Module):
     def sequence(self, x: torch.Tensor, keep: torch.Tensor, carry: State) -> tuple[torch.Tensor, State]:
         """x (B, T, D), keep (B, T), carry = cache before step 0 ->
         (y (B, T, D), the cache after every step: k, v (B, T, W, D), valid (B, T, W))."""
-        W = self.window
+        B, T, _ = x.shape
+        W, H, K = self.window, self.heads, self.width // self.heads
         q, k, v = self.qkv(self.norm(x)).chunk(3, -1)  # (B, T, D) each
-        # Prepend the incoming cache, then cut the window ending at each step t: positions
-        # t+1 .. t+W of the (W + T)-long sequence, newest last, as in the rolling cache.
+        # Prepend the incoming cache: position p of the (W + T)-long sequence; query t
+        # sees positions t+1 .. t+W (itself last), as in the rolling cache.
         k_all = torch.cat([carry["k"].to(k.dtype), k], 1)  # (B, W+T, D)
         v_all = torch.cat([carry["v"].to(v.dtype), v], 1)
-        ones = torch.ones_like(keep)
-        valid_all = torch.cat([carry["valid"].to(keep.dtype), ones], 1)  # (B, W+T)
+        valid_all = torch.cat([carry["valid"].to(keep.dtype), torch.ones_like(keep)], 1)  # (B, W+T)
         # Episode id: +1 at every reset; a key is visible only within its query's episode.
         episode = (1 - keep).cumsum(1)  # (B, T)
         episode_all = torch.cat([torch.zeros_like(carry["valid"]).to(keep.dtype), episode], 1)
+
+        # The cache after every step, for the State: slot w of step t is position t+1+w.
         window = lambda t: t.unfold(1, W, 1)[:, 1:]  # (B, W+T, ...) -> (B, T, ..., W)  # noqa: E731
         valid = window(valid_all) * (window(episode_all) == episode[..., None]).to(keep.dtype)  # (B, T, W)
         # Invalid slots hold zeros, exactly what a reset leaves in the stepped cache.
-        k_win = window(k_all).transpose(-1, -2) * valid[..., None].to(k.dtype)  # (B, T, W, D)
-        v_win = window(v_all).transpose(-1, -2) * valid[..., None].to(v.dtype)
-        y = x + self.out_proj(self._attend(q, k_win, v_win, valid))
-        return y, {"k": k_win, "v": v_win, "valid": valid}
+        cache = lambda t: window(t).transpose(-1, -2) * valid[..., None].to(t.dtype)  # (B, T, W, D)  # noqa: E731
+
+        # Attention itself, without (B, T, W, D) windows: queries in blocks of W steps,
+        # heads first; block i (steps iW .. iW+W-1) sees the 2W key positions iW .. iW+2W-1,
+        # of which each query keeps its own W (a band) -- twice the needed products, all matmuls.
+        n = -(-T // W)  # query blocks
+        pad = n * W - T  # padded queries see only padded keys, marked valid so no row is empty
+        heads = lambda t: nn.functional.pad(t.view(B, -1, H, K).transpose(1, 2), (0, 0, 0, pad))  # noqa: E731
+        q_b = heads(q).view(B, H, n, W, K)
+        k_b = heads(k_all).unfold(2, 2 * W, W)  # (B, H, n, K, 2W)
+        v_b = heads(v_all).unfold(2, 2 * W, W).transpose(-1, -2)  # (B, H, n, 2W, K)
+        blocks = lambda t, fill: nn.functional.pad(t, (0, pad), value=fill)  # noqa: E731
+        key_valid = blocks(valid_all, 1.0).unfold(1, 2 * W, W)  # (B, n, 2W)
+        key_episode = blocks(episode_all, -1.0).unfold(1, 2 * W, W)
+        query_episode = blocks(episode, -1.0).view(B, n, W)
+        slot = torch.arange(2 * W, device=x.device) - torch.arange(1, W + 1, device=x.device)[:, None]  # (W, 2W)
+        band = (slot >= 0) & (slot < W)  # query j, key m: slot m - j - 1 of j's window
+        visible = band & (key_valid[:, :, None, :] > 0) & (key_episode[:, :, None, :] == query_episode[..., None])
+        scores = q_b @ k_b * K ** -0.5 + self.age_bias[:, slot.clamp(0, W - 1)][:, None]  # (B, H, n, W, 2W)
+        scores = scores.masked_fill(~visible[:, None], float("-inf"))
+        out = (torch.softmax(scores, -1) @ v_b).view(B, H, n * W, K)[:, :, :T]  # (B, H, T, K)
+        y = x + self.out_proj(out.transpose(1, 2).reshape(B, T, self.width))
+        return y, {"k": cache(k_all), "v": cache(v_all), "valid": valid}
 
     def step(self, x: torch.Tensor, carry: State) -> tuple[torch.Tensor, State]:
         """x (B, D) -> y (B, D), the cache rolled by one step. Resets are the caller's."""
