@@ -20,6 +20,7 @@ from planners.mppi import MPPI
 from worldmodel import distributed
 from worldmodel.config import Config
 from worldmodel.model import WorldModel
+from worldmodel.nets import adam
 
 
 def pick_device(name: str) -> torch.device:
@@ -77,8 +78,7 @@ class Agent:
         self.model = build_model(cfg, obs_spec, act_spec).to(self.device)
         self.planner = build_planner(cfg, self.model.feat_dim, act_spec, observation_space,
                                      action_space).to(self.device)
-        self.model_opt = torch.optim.Adam(self.model.parameters(), lr=cfg.train.model_lr,
-                                          eps=cfg.train.adam_eps)
+        self.model_opt = adam(self.model.parameters(), lr=cfg.train.model_lr, eps=cfg.train.adam_eps)
         self.model_clip = cfg.train.model_clip
         self.max_starts = cfg.behavior.starts
         self.ctx = distributed.Context()  # set by the trainer under torchrun

@@ -87,8 +87,9 @@ class WorldModel(nn.Module):
         return self.rssm.obs_step(state, prev_action, self.embed(obs), is_first)
 
     def imagine(self, state: State, policy: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
-                horizon: int) -> tuple[torch.Tensor, torch.Tensor, State]:
-        return self.rssm.imagine(state, policy, horizon)
+                horizon: int, time_major: bool = False) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """time_major: feats (H+1, N, F) and actions (H, N, A) instead of batch first."""
+        return self.rssm.imagine(state, policy, horizon, time_major=time_major)
 
     def feat(self, state: State) -> torch.Tensor:
         return self.rssm.feat(state)

@@ -17,10 +17,15 @@ from typing import Callable
 import torch
 from torch import nn
 
-from worldmodel.dists import categorical_kl, onehot_straight_through, unimix_logits
+from worldmodel.dists import categorical_kl, onehot_straight_through, unimix_logits, unimix_probs
 from worldmodel.nets import MLP, Norm, init_linear
 
 State = dict[str, torch.Tensor]  # {"deter": (B, D), "stoch": (B, S*C), "logits": (B, S, C)}
+
+
+def _compiling() -> bool:
+    is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
+    return bool(is_compiling and is_compiling())
 
 
 class NormGRU(nn.Module):
@@ -35,11 +40,13 @@ class NormGRU(nn.Module):
         self.norm = Norm(3 * deter)
 
     def forward(self, x: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        parts = self.norm(self.x_linear(x) + self.h_linear(h))
+        """x (B, in), h (B, D) -> next h (B, D)."""
+        # addmm adds the h part into the x part in one call (the loops run this T or H times)
+        parts = self.norm(torch.addmm(self.x_linear(x), h, self.h_linear.weight.t()))
         reset, cand, update = parts.chunk(3, -1)
         cand = torch.tanh(torch.sigmoid(reset) * cand)
         update = torch.sigmoid(update - 1.0)
-        return update * cand + (1 - update) * h
+        return torch.lerp(h, cand, update)  # update * cand + (1 - update) * h
 
 
 class RSSM(nn.Module):
@@ -78,21 +85,30 @@ class RSSM(nn.Module):
     def _sample(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         return onehot_straight_through(logits, generator).flatten(-2)
 
+    def _dist(self, raw: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """raw (..., S*C) -> (logits (..., S, C), stoch sample (..., S*C)): `_logits` then
+        `_sample`, computing the mixed probabilities once for both."""
+        raw = raw.reshape(*raw.shape[:-1], self.stoch, self.classes).float()
+        probs = unimix_probs(raw, self.unimix)
+        logits = torch.log(probs) if self.unimix > 0 else torch.log_softmax(raw, -1)
+        return logits, onehot_straight_through(logits, generator, probs).flatten(-2)
+
     # -- one step ----------------------------------------------------------------------
-    def _gru_step(self, state: State, a_proj: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.silu(self.img_norm(self.img_z(state["stoch"]) + a_proj))
-        return self.gru(x, state["deter"])
+    def _gru_input(self, stoch: torch.Tensor, a_proj: torch.Tensor) -> torch.Tensor:
+        """x = silu(norm(W_z z + W_a a)), with the action part a_proj (B, hidden) given."""
+        return nn.functional.silu(self.img_norm(torch.addmm(a_proj, stoch, self.img_z.weight.t())))
 
     def _posterior(self, deter: torch.Tensor, e_proj: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.silu(self.post_norm(self.post_h(deter) + e_proj))
-        return self._logits(self.post_out(x))
+        """Raw posterior logits (B, S*C) from h (B, D) and the embed part e_proj (B, hidden)."""
+        x = nn.functional.silu(self.post_norm(torch.addmm(e_proj, deter, self.post_h.weight.t())))
+        return self.post_out(x)
 
     def img_step(self, state: State, action: torch.Tensor,
                  generator: torch.Generator | None = None) -> State:
         """Imagine one step: (state_t, a_t) -> prior state_{t+1}."""
-        deter = self._gru_step(state, self.img_a(action))
-        logits = self._logits(self.prior_net(deter))
-        return {"deter": deter, "stoch": self._sample(logits, generator), "logits": logits}
+        deter = self.gru(self._gru_input(state["stoch"], self.img_a(action)), state["deter"])
+        logits, stoch = self._dist(self.prior_net(deter), generator)
+        return {"deter": deter, "stoch": stoch, "logits": logits}
 
     def obs_step(self, state: State, prev_action: torch.Tensor, embed: torch.Tensor,
                  is_first: torch.Tensor, generator: torch.Generator | None = None) -> State:
@@ -100,9 +116,9 @@ class RSSM(nn.Module):
         `is_first` (B,) resets the state and zeroes the previous action."""
         keep = (~is_first.bool()).float().unsqueeze(-1)
         state = {k: v * (keep if v.dim() == 2 else keep.unsqueeze(-1)) for k, v in state.items()}
-        deter = self._gru_step(state, self.img_a(prev_action * keep))
-        logits = self._posterior(deter, self.post_e(embed))
-        return {"deter": deter, "stoch": self._sample(logits, generator), "logits": logits}
+        deter = self.gru(self._gru_input(state["stoch"], self.img_a(prev_action * keep)), state["deter"])
+        logits, stoch = self._dist(self._posterior(deter, self.post_e(embed)), generator)
+        return {"deter": deter, "stoch": stoch, "logits": logits}
 
     # -- sequences -----------------------------------------------------------------------
     def observe(self, embed: torch.Tensor, prev_action: torch.Tensor, is_first: torch.Tensor,
@@ -113,31 +129,38 @@ class RSSM(nn.Module):
         B, T = embed.shape[:2]
         state = state or self.initial(B, embed.device)
         keep = (~is_first.bool()).float().unsqueeze(-1)  # (B, T, 1)
-        a_proj = self.img_a(prev_action * keep)  # (B, T, hidden), one matmul for all steps
-        e_proj = self.post_e(embed)
+        # The action and embed parts of every step in one matmul each, before the loop;
+        # unbind (not [:, t]) so that backward stacks the T gradients once instead of
+        # scattering each into a zero (B, T, hidden) tensor.
+        a_proj = self.img_a(prev_action * keep).unbind(1)  # T x (B, hidden)
+        e_proj = self.post_e(embed).unbind(1)
+        keeps = keep.unbind(1)
+        # (T,) steps where some sequence starts anew; one host sync. Under torch.compile a
+        # list of Python bools would specialise the graph on each batch's resets: mask always.
+        resets = [True] * T if _compiling() else is_first.bool().any(0).tolist()
         deters, stochs, logits_all = [], [], []
         deter, stoch = state["deter"], state["stoch"]
         for t in range(T):
-            k = keep[:, t]
-            deter, stoch = deter * k, stoch * k
-            x = nn.functional.silu(self.img_norm(self.img_z(stoch) + a_proj[:, t]))
-            deter = self.gru(x, deter)
-            logits = self._posterior(deter, e_proj[:, t])
-            stoch = self._sample(logits)
+            if resets[t]:  # elsewhere keep is all ones: skip two multiplies and their backward
+                deter, stoch = deter * keeps[t], stoch * keeps[t]
+            deter = self.gru(self._gru_input(stoch, a_proj[t]), deter)
+            logits, stoch = self._dist(self._posterior(deter, e_proj[t]))
             deters.append(deter)
             stochs.append(stoch)
             logits_all.append(logits)
         deter_seq = torch.stack(deters, 1)
         post = {"deter": deter_seq, "stoch": torch.stack(stochs, 1), "logits": torch.stack(logits_all, 1)}
-        prior_logits = self._logits(self.prior_net(deter_seq))  # all T priors in one call
-        prior = {"deter": deter_seq, "stoch": self._sample(prior_logits), "logits": prior_logits}
+        prior_logits, prior_stoch = self._dist(self.prior_net(deter_seq))  # all T priors in one call
+        prior = {"deter": deter_seq, "stoch": prior_stoch, "logits": prior_logits}
         return post, prior
 
     def imagine(self, start: State, policy: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
-                horizon: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor, State]:
+                horizon: int, generator: torch.Generator | None = None,
+                time_major: bool = False) -> tuple[torch.Tensor, torch.Tensor, State]:
         """Roll the prior forward from `start` (N, ...).
         `policy` maps feat (N, F) -> action (N, A), or is a tensor of actions (N, horizon, A).
-        Returns feats (N, H+1, F), actions (N, H, A), and the final state."""
+        Returns feats (N, H+1, F), actions (N, H, A), and the final state; with `time_major`
+        feats (H+1, N, F) and actions (H, N, A), where feats[1:] and feats[:-1] need no copy."""
         state = start
         feats, actions = [self.feat(state)], []
         for t in range(horizon):
@@ -145,7 +168,8 @@ class RSSM(nn.Module):
             state = self.img_step(state, action, generator)
             feats.append(self.feat(state))
             actions.append(action)
-        return torch.stack(feats, 1), torch.stack(actions, 1), state
+        dim = 0 if time_major else 1
+        return torch.stack(feats, dim), torch.stack(actions, dim), state
 
     @staticmethod
     def kl_loss(post_logits: torch.Tensor, prior_logits: torch.Tensor,
