@@ -45,7 +45,8 @@ class ActorCritic(nn.Module):
                  layers: int, horizon: int, gamma: float, lam: float, entropy: float, unimix: float,
                  min_std: float, max_std: float, slow_rate: float, slowreg: float, grad: str,
                  bins: int, actor_lr: float, critic_lr: float, actor_clip: float, critic_clip: float,
-                 retnorm_rate: float, eps: float = 1e-5, cost_penalty: float = 0.0) -> None:
+                 retnorm_rate: float, eps: float = 1e-5, cost_penalty: float = 0.0,
+                 proposal_loss: float = 0.0) -> None:
         super().__init__()
         self.actor = Actor(feat_dim, action_dim, sizes, units=units, layers=layers, unimix=unimix,
                            min_std=min_std, max_std=max_std)
@@ -59,6 +60,8 @@ class ActorCritic(nn.Module):
         self.actor_clip, self.critic_clip = actor_clip, critic_clip
         self.retnorm = ReturnNormalizer(rate=retnorm_rate)
         self.cost_penalty = cost_penalty  # imagined reward penalty per unit of predicted rule cost
+        # weight of -log P(allowed) at replayed real states, labelled by the shield (discrete)
+        self.proposal_loss = proposal_loss
         # set under torchrun: averages gradients over ranks (worldmodel/distributed.py)
         self.grad_sync: Any = None
         self.actor_opt = adam(self.actor.parameters(), lr=actor_lr, eps=eps)
@@ -73,9 +76,14 @@ class ActorCritic(nn.Module):
     @torch.no_grad()
     def act(self, model: Any, state: dict[str, torch.Tensor], mask: torch.Tensor | None = None,
             explore: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        dist = self.actor(model.feat(state), mask)
+        feat = model.feat(state)
+        dist = self.actor(feat, mask)
         action = dist.sample() if explore else dist.mode()
         info = {"preferences": dist.preferences()} if self.discrete else {}
+        if mask is not None and self.discrete and mask.shape[-1] == sum(dist.sizes):
+            # how often the policy would propose a forbidden action without its mask: the
+            # veto rate it still leans on (what `proposal_loss` teaches it out of)
+            info["proposal_risk"] = 1.0 - self.actor(feat).allowed_logmass(mask).exp()
         return action, info
 
     def reset(self, done: torch.Tensor) -> None:
@@ -86,7 +94,9 @@ class ActorCritic(nn.Module):
 
     # -- learning -----------------------------------------------------------------------
     def update(self, model: Any, start: dict[str, torch.Tensor], start_cont: torch.Tensor,
-               weight: torch.Tensor) -> dict[str, float]:
+               weight: torch.Tensor, allowed: torch.Tensor | None = None) -> dict[str, float]:
+        """`allowed` (N, A) bool: the shield's verdict per action at each start, which are real
+        replayed states (discrete actions with rules); trains the actor's proposals."""
         start = {k: v.detach() for k, v in start.items()}
         dynamics = self.grad == "dynamics"
         logps: list[torch.Tensor] = []
@@ -145,6 +155,17 @@ class ActorCritic(nn.Module):
             adv = ((ret - value[:-1]) / scale).detach()
             objective = torch.stack(logps, 0) * adv
         actor_loss = -(state_weight * (objective + self.entropy * entropy)).mean()
+        extra: dict[str, float] = {}
+        if allowed is not None and self.proposal_loss and self.discrete:
+            # Learning from the verifier: at real states the shield's verdicts are exact labels,
+            # so the actor is taught directly to put its mass on allowed actions (-log P(allowed)),
+            # not only through imagined costs the world model has to learn first.
+            logmass = self.actor(feat_c[0]).allowed_logmass(allowed)  # (N,)
+            norm = weight.sum().clamp(min=1.0)
+            proposal = -(weight * logmass).sum() / norm
+            actor_loss = actor_loss + self.proposal_loss * proposal
+            extra = {"proposal_loss": float(proposal.detach()),
+                     "proposal_risk": float((weight * (1.0 - logmass.detach().exp())).sum() / norm)}
         actor_norm = self._step(actor_loss, self.actor, self.actor_opt, self.actor_clip)
 
         # critic: two-hot regression on lambda-returns, regularised towards the slow critic
@@ -160,7 +181,7 @@ class ActorCritic(nn.Module):
         return {"actor_loss": float(actor_loss.detach()), "critic_loss": float(critic_loss.detach()),
                 "actor_entropy": float(entropy.detach().mean()), "imag_return": float(ret.detach().mean()),
                 "imag_reward": float(reward.detach().mean()), "return_scale": scale,
-                "actor_grad_norm": float(actor_norm), "critic_grad_norm": float(critic_norm)}
+                "actor_grad_norm": float(actor_norm), "critic_grad_norm": float(critic_norm), **extra}
 
     def _step(self, loss: torch.Tensor, net: nn.Module, opt: torch.optim.Optimizer, clip: float) -> torch.Tensor:
         """Backward, average over ranks (torchrun), clip, and step unless the gradient is

@@ -75,8 +75,8 @@ class LatentMPC(nn.Module):
         return self.actor_critic.critic
 
     def update(self, model: Any, start: State, start_cont: torch.Tensor,
-               weight: torch.Tensor) -> dict[str, float]:
-        return self.actor_critic.update(model, start, start_cont, weight)
+               weight: torch.Tensor, allowed: torch.Tensor | None = None) -> dict[str, float]:
+        return self.actor_critic.update(model, start, start_cont, weight, allowed)
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         # Only the actor-critic is learned; its weights are the checkpoint's "planner", so a run

@@ -51,7 +51,8 @@ def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_
                        slow_rate=c.slow_rate, slowreg=c.slowreg, grad=a.grad, bins=cfg.model.bins,
                        actor_lr=a.lr, critic_lr=c.lr, actor_clip=a.clip, critic_clip=c.clip,
                        retnorm_rate=b.retnorm_rate, eps=cfg.train.adam_eps,
-                       cost_penalty=cfg.shield.cost_penalty if cfg.shield.rules else 0.0)
+                       cost_penalty=cfg.shield.cost_penalty if cfg.shield.rules else 0.0,
+                       proposal_loss=cfg.shield.proposal_loss if cfg.shield.rules and cfg.shield.mode == "on" else 0.0)
     p = cfg.planner
     if p.kind == "actor":
         return actor_critic
@@ -187,11 +188,14 @@ class Agent:
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
         start_cont = 1.0 - batch["is_terminal"].float().flatten()
         weight = batch["mask"].float().flatten()
+        # the shield's per-action verdicts at these real states, when the replay keeps them
+        allowed = batch["allowed"].flatten(0, 1) if "allowed" in batch else None
         if self.max_starts and len(weight) > self.max_starts:
             idx = torch.randperm(len(weight), device=self.device)[: self.max_starts]
             start = {k: v[idx] for k, v in start.items()}
             start_cont, weight = start_cont[idx], weight[idx]
-        behavior = self.planner.update(self.model, start, start_cont, weight)
+            allowed = allowed[idx] if allowed is not None else None
+        behavior = self.planner.update(self.model, start, start_cont, weight, allowed)
         metrics.update(behavior)
         self.updates += 1
         # the planner skips its own optimizer step on a non-finite loss or gradient

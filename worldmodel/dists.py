@@ -210,6 +210,16 @@ class MultiCategorical:
     def entropy(self) -> torch.Tensor:
         return _total(-(lp.exp() * lp).sum(-1) for lp in self.logps)
 
+    def allowed_logmass(self, allowed: torch.Tensor) -> torch.Tensor:
+        """log P(the sampled action is allowed) (...,) for a per-action mask (..., sum sizes),
+        heads independent. A head with nothing allowed (a dead end) adds 0: the shield's
+        fallback decides there, not the policy."""
+        total = torch.zeros(self.logps[0].shape[:-1], device=self.logps[0].device)
+        for lp, m in zip(self.logps, allowed.bool().split(list(self.sizes), -1)):
+            inside = torch.logsumexp(lp.masked_fill(~m, -float("inf")), -1)
+            total = total + torch.where(m.any(-1), inside, torch.zeros_like(inside))
+        return total
+
     def preferences(self) -> torch.Tensor:
         """Per-action log-probs (..., sum sizes): the ranking the shield uses on a veto."""
         return torch.cat(self.logps, -1)

@@ -39,12 +39,17 @@ def resume_seed(seed: int, step: int) -> int:
     return int(np.random.SeedSequence([seed, step]).generate_state(1)[0])
 
 
-def transition(step: "Step", action: np.ndarray, cost: np.ndarray) -> dict[str, np.ndarray]:
+def transition(step: "Step", action: np.ndarray, cost: np.ndarray,
+               allowed: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """The replay record of one step dict; the action at an episode's last obs is never
-    executed, so zeros are stored there."""
+    executed, so zeros are stored there. `allowed` (L, A) bool: the shield's verdict per
+    action at this obs, when the replay keeps it."""
     stored = np.where(step.is_last[:, None], 0.0, action).astype(np.float32)
-    return {**step.obs, "action": stored, "reward": step.reward, "is_first": step.is_first,
-            "is_last": step.is_last, "is_terminal": step.is_terminal, "cost": cost}
+    record = {**step.obs, "action": stored, "reward": step.reward, "is_first": step.is_first,
+              "is_last": step.is_last, "is_terminal": step.is_terminal, "cost": cost}
+    if allowed is not None:
+        record["allowed"] = np.asarray(allowed, bool) | step.is_last[:, None]
+    return record
 
 
 def state_dict(trainer: "Trainer") -> dict[str, Any]:
@@ -55,7 +60,9 @@ def state_dict(trainer: "Trainer") -> dict[str, Any]:
         step, cost = trainer.pending
         lanes = np.flatnonzero(step.is_last)
         if len(lanes):
-            record = transition(step, np.zeros((step.is_last.shape[0], trainer.agent.act_spec.dim)), cost)
+            dim = trainer.agent.act_spec.dim
+            labels = np.ones((step.is_last.shape[0], dim), bool) if trainer.labels else None
+            record = transition(step, np.zeros((step.is_last.shape[0], dim)), cost, labels)
             extra["pending"] = {"lanes": torch.from_numpy(lanes),
                                 "step": {k: torch.from_numpy(np.ascontiguousarray(v[lanes]))
                                          for k, v in record.items()}}

@@ -48,11 +48,15 @@ def env_factory(cfg: Config, env: str | Callable[[], gym.Env] | None = None) -> 
                         tuple(e.imports), obs=e.obs, image_size=e.image_size)
 
 
-def replay_fields(agent: Agent) -> dict[str, tuple[tuple[int, ...], Any]]:
+def replay_fields(agent: Agent, allowed: bool = False) -> dict[str, tuple[tuple[int, ...], Any]]:
+    """Replay columns. `allowed`: also the shield's per-action verdict at each real obs
+    (discrete actions with rules), the labels the actor learns its proposals from."""
     fields: dict[str, tuple[tuple[int, ...], Any]] = {
         k.name: (k.shape, np.uint8 if k.kind == "image" else np.float32) for k in agent.obs_spec.keys}
     fields.update(action=((agent.act_spec.dim,), np.float32), reward=((), np.float32),
                   is_first=((), bool), is_last=((), bool), is_terminal=((), bool), cost=((), np.float32))
+    if allowed:
+        fields["allowed"] = ((agent.act_spec.dim,), bool)
     return fields
 
 
@@ -108,7 +112,12 @@ class Trainer:
         self.shield = load_shield(cfg, self.driver)
         if ctx.active:
             self.agent.use_distributed(ctx)
-        self.replay = Replay(cfg.replay.capacity, cfg.env.workers, replay_fields(self.agent), seed=rank_seed,
+        # the verifier's labels for the actor: which actions the hard rules allow at each real
+        # obs (only where that is one flag per action: Discrete spaces with rules)
+        self.labels = self.shield is not None and self.agent.act_spec.discrete and \
+            len(self.shield.rules.candidates()) == self.agent.act_spec.dim
+        self.replay = Replay(cfg.replay.capacity, cfg.env.workers, replay_fields(self.agent, self.labels),
+                             seed=rank_seed,
                              directory=self.logdir / "replay" / shard, chunk=cfg.replay.chunk,
                              keep_saved=cfg.run.keep_checkpoints or 1 << 30)
         self.rng = np.random.default_rng(rank_seed)
@@ -175,16 +184,19 @@ class Trainer:
         stop = faults.GracefulStop().install()  # SIGINT / SIGTERM: finish the step, checkpoint, return
         try:
             while self.step < cfg.run.steps and not distributed.any_flag(stop.signal is not None, self.ctx):
-                mask = None
+                mask = allowed = None
                 veto = self.shield is not None and cfg.shield.mode == "on"
-                if veto and self.agent.act_spec.kind == "discrete":
-                    mask = self.shield.rules.allowed_actions(step_data.raw_obs)
+                if self.labels or (veto and self.agent.act_spec.kind == "discrete"):
+                    allowed = np.asarray(self.shield.rules.allowed_actions(step_data.raw_obs).cpu())
+                    mask = allowed if veto else None
                 prefill = self.step < cfg.train.prefill
                 action, info, carry = self.agent.policy(step_data.obs, step_data.is_first, carry, mask,
                                                         plan=not prefill)
                 for k in ("safe_fraction", "predicted_risk"):  # MPC with rules: imagined safety
                     if k in info:
                         window.setdefault(f"plan/{k}", []).append(float(np.mean(info[k])))
+                if "proposal_risk" in info and not prefill:  # the unmasked policy's veto risk
+                    window.setdefault("shield/proposal_risk", []).append(float(np.mean(info["proposal_risk"])))
                 if prefill:
                     action = random_actions(self.agent, E, self.rng)
                     carry = self.agent.executed(carry, action)  # the latent sees what really ran
@@ -208,7 +220,8 @@ class Trainer:
                         float(np.mean(sinfo["projection_distance"])))
                     action = self.agent.act_spec.from_env(env_action)
                     carry = self.agent.executed(carry, action)
-                self.replay.add(resume.transition(step_data, action, pending_cost))
+                self.replay.add(resume.transition(step_data, action, pending_cost,
+                                                  allowed if self.labels else None))
                 self.pending = None
                 pending_cost = np.where(step_data.is_last, 0.0, cost_now).astype(np.float32)
                 step_data = self.driver.step(env_action)

@@ -38,3 +38,83 @@ def test_shielded_training_never_executes_a_violation(tmp_path, capsys):
     assert main(["eval", "--run", str(run), "--episodes", "3"]) == 0
     assert "0 executed violations" in capsys.readouterr().out
     assert main(["eval", "--run", str(run), "--episodes", "3", "--shield", "off"]) == 0
+
+
+def test_allowed_logmass_hand_computed():
+    import math
+
+    import torch
+
+    from worldmodel.dists import MultiCategorical
+    # one head of 3 actions with probabilities 0.5 / 0.3 / 0.2 (no unimix), action 2 forbidden
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2]]))
+    dist = MultiCategorical(logits, (3,), unimix=0.0)
+    got = dist.allowed_logmass(torch.tensor([[True, True, False]]))
+    assert torch.allclose(got, torch.tensor([math.log(0.8)]), atol=1e-6)
+    # nothing allowed (a dead end) is the fallback's business, not a loss: 0, not -inf
+    assert dist.allowed_logmass(torch.tensor([[False, False, False]])).item() == 0.0
+    # two heads multiply: P(allowed) = 0.8 * 0.5
+    two = MultiCategorical(torch.log(torch.tensor([[0.5, 0.3, 0.2, 0.5, 0.5]])), (3, 2), unimix=0.0)
+    mask = torch.tensor([[True, True, False, False, True]])
+    assert torch.allclose(two.allowed_logmass(mask).exp(), torch.tensor([0.4]), atol=1e-6)
+
+
+def test_proposal_loss_teaches_the_actor_to_avoid_forbidden_actions():
+    import torch
+
+    from planners.actor_critic import ActorCritic
+
+    class Model:  # a fixed one-step world: every state stays itself, reward 0
+        def imagine(self, start, policy, horizon, time_major=False):
+            feat = start["feat"]
+            feats = [feat]
+            for _ in range(horizon):
+                policy(feat)
+                feats.append(feat)
+            return torch.stack(feats, 0), None, None
+
+        def feat(self, state):
+            return state["feat"]
+
+        def reward(self, feat):
+            return torch.zeros(feat.shape[:-1])
+
+        def cont(self, feat):
+            return torch.ones(feat.shape[:-1])
+
+        def requires_grad_(self, flag):
+            return self
+
+    torch.manual_seed(0)
+    kw = dict(units=16, layers=1, horizon=3, gamma=0.9, lam=0.95, entropy=3e-4, unimix=0.01, min_std=0.1,
+              max_std=1.0, slow_rate=0.02, slowreg=1.0, grad="auto", bins=31, actor_lr=3e-3, critic_lr=1e-3,
+              actor_clip=100.0, critic_clip=100.0, retnorm_rate=0.01)
+    feat = torch.randn(64, 8)
+    allowed = torch.ones(64, 4, dtype=torch.bool)
+    allowed[:32, 2] = False  # half of the states forbid action 2
+    weight, cont = torch.ones(64), torch.ones(64)
+    risks = {}
+    for loss in (0.0, 1.0):
+        torch.manual_seed(0)
+        ac = ActorCritic(8, 4, (4,), proposal_loss=loss, **kw)
+        for _ in range(150):
+            out = ac.update(Model(), {"feat": feat}, cont, weight, allowed)
+        _, info = ac.act(Model(), {"feat": feat[:32]}, allowed[:32])
+        risks[loss] = float(info["proposal_risk"].mean())
+    assert risks[0.0] > 0.15            # untaught, about a quarter of the mass is on action 2
+    assert risks[1.0] < 0.5 * risks[0.0]  # taught by the shield's labels
+    assert "proposal_risk" in out and "proposal_loss" in out
+
+
+def test_shield_labels_go_to_replay_and_the_metrics(tmp_path):
+    from worldmodel.resume import load_replay
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "debug", "--env", "worldmodel/SafeCorridor-v0",
+                 "--rules", "safe_corridor", "--logdir", str(run), "--steps", "300"]) == 0
+    replay = load_replay(run)
+    allowed = replay.data["allowed"][0, : int(replay.count[0])]
+    assert allowed.all(-1).mean() < 1.0, "next to a hazard some action must be forbidden"
+    assert allowed.any(-1).all()
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert any("shield/proposal_risk" in r for r in rows)
+    assert any("proposal_loss" in r for r in rows)
