@@ -51,10 +51,14 @@ def run(task: str, seed: int, mode: str, eval_episodes: int, steps: int | None, 
         shielded = evaluate_run(logdir, episodes=eval_episodes, shield="on", seed=seed + 777)
         bare = evaluate_run(logdir, episodes=eval_episodes, shield="off", seed=seed + 777)
     first, last = veto_rates(metrics, steps)
+    risk = [m for m in metrics if "shield/proposal_risk" in m]  # the unmasked policy's veto risk
+    risk_first = statistics.mean(m["shield/proposal_risk"] for m in risk[: max(1, len(risk) // 10)]) if risk else None
+    risk_last = statistics.mean(m["shield/proposal_risk"] for m in risk[-max(1, len(risk) // 10):]) if risk else None
     rate = lambda r: sum(x > success for x in r["returns"]) / len(r["returns"])  # noqa: E731
     return {"task": task, "seed": seed, "mode": mode, "steps": steps, "wall_s": wall,
             "train_executed_violations": metrics[-1]["shield/executed_violations"],
             "train_vetoes": metrics[-1]["shield/vetoes"], "veto_rate_first10": first, "veto_rate_last10": last,
+            "proposal_risk_first10": risk_first, "proposal_risk_last10": risk_last,
             "eval_shield_on": {"return": shielded["return_mean"], "success": rate(shielded),
                                "executed_violations": shielded["executed_violations"]},
             "eval_shield_off": {"return": bare["return_mean"], "success": rate(bare)}}
@@ -80,7 +84,9 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(r)
             print(f"{args.task} shield {mode} seed {seed}: train violations {r['train_executed_violations']} "
                   f"(vetoes {r['train_vetoes']}), veto rate first/last 10% {r['veto_rate_first10']:.4f}/"
-                  f"{r['veto_rate_last10']:.4f}; eval shield on: return {r['eval_shield_on']['return']:.2f}, "
+                  f"{r['veto_rate_last10']:.4f}, unmasked proposal risk first/last "
+                  f"{r['proposal_risk_first10'] if r['proposal_risk_first10'] is None else round(r['proposal_risk_first10'], 4)}/"
+                  f"{r['proposal_risk_last10'] if r['proposal_risk_last10'] is None else round(r['proposal_risk_last10'], 4)}; eval shield on: return {r['eval_shield_on']['return']:.2f}, "
                   f"success {r['eval_shield_on']['success']:.2f}, violations {r['eval_shield_on']['executed_violations']}; "
                   f"eval shield off: return {r['eval_shield_off']['return']:.2f}, success "
                   f"{r['eval_shield_off']['success']:.2f}; {r['wall_s'] / 60:.1f} min", flush=True)
