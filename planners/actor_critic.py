@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 from typing import Any
 
 import torch
@@ -46,7 +47,7 @@ class ActorCritic(nn.Module):
                  min_std: float, max_std: float, slow_rate: float, slowreg: float, grad: str,
                  bins: int, actor_lr: float, critic_lr: float, actor_clip: float, critic_clip: float,
                  retnorm_rate: float, eps: float = 1e-5, cost_penalty: float = 0.0,
-                 proposal_loss: float = 0.0) -> None:
+                 proposal_loss: float = 0.0, proposal_margin: float = 0.05) -> None:
         super().__init__()
         self.actor = Actor(feat_dim, action_dim, sizes, units=units, layers=layers, unimix=unimix,
                            min_std=min_std, max_std=max_std)
@@ -62,6 +63,10 @@ class ActorCritic(nn.Module):
         self.cost_penalty = cost_penalty  # imagined reward penalty per unit of predicted rule cost
         # weight of -log P(allowed) at replayed real states, labelled by the shield (discrete)
         self.proposal_loss = proposal_loss
+        # Hinge: no push where P(forbidden) <= margin. Without it the loss drives a forbidden
+        # action to the unimix floor in every state the actor cannot yet tell apart (measured
+        # on MiniGrid: "forward" vanished everywhere, so the goal was never reached again).
+        self.proposal_floor = math.log1p(-proposal_margin) if 0.0 < proposal_margin < 1.0 else 0.0
         # set under torchrun: averages gradients over ranks (worldmodel/distributed.py)
         self.grad_sync: Any = None
         self.actor_opt = adam(self.actor.parameters(), lr=actor_lr, eps=eps)
@@ -162,7 +167,7 @@ class ActorCritic(nn.Module):
             # not only through imagined costs the world model has to learn first.
             logmass = self.actor(feat_c[0]).allowed_logmass(allowed)  # (N,)
             norm = weight.sum().clamp(min=1.0)
-            proposal = -(weight * logmass).sum() / norm
+            proposal = (weight * (self.proposal_floor - logmass).clamp(min=0.0)).sum() / norm
             actor_loss = actor_loss + self.proposal_loss * proposal
             extra = {"proposal_loss": float(proposal.detach()),
                      "proposal_risk": float((weight * (1.0 - logmass.detach().exp())).sum() / norm)}

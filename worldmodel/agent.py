@@ -52,7 +52,8 @@ def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_
                        actor_lr=a.lr, critic_lr=c.lr, actor_clip=a.clip, critic_clip=c.clip,
                        retnorm_rate=b.retnorm_rate, eps=cfg.train.adam_eps,
                        cost_penalty=cfg.shield.cost_penalty if cfg.shield.rules else 0.0,
-                       proposal_loss=cfg.shield.proposal_loss if cfg.shield.rules and cfg.shield.mode == "on" else 0.0)
+                       proposal_loss=cfg.shield.proposal_loss if cfg.shield.rules and cfg.shield.mode == "on" else 0.0,
+                       proposal_margin=cfg.shield.proposal_margin)
     p = cfg.planner
     if p.kind == "actor":
         return actor_critic
