@@ -34,7 +34,7 @@ def veto_rates(metrics: list[dict[str, Any]], steps: int) -> tuple[float, float]
 
 
 def run(task: str, seed: int, mode: str, eval_episodes: int, steps: int | None, presets: list[str],
-        keep: str | None = None) -> dict[str, Any]:
+        keep: str | None = None, extra: dict[str, str] | None = None) -> dict[str, Any]:
     """`keep`: leave the run directory in <keep>/<task>-<mode>-seed<seed> (default: deleted)."""
     import worldmodel
     from worldmodel.api import evaluate_run
@@ -45,7 +45,7 @@ def run(task: str, seed: int, mode: str, eval_episodes: int, steps: int | None, 
         t0 = time.time()
         worldmodel.train(env=env_id, presets=presets, overrides={
             "run.steps": steps, "run.seed": seed, "run.logdir": str(logdir), "run.progress": False,
-            "run.threads": 1, "run.video_every": 0, "shield.rules": rules, "shield.mode": mode})
+            "run.threads": 1, "run.video_every": 0, "shield.rules": rules, "shield.mode": mode, **(extra or {})})
         wall = time.time() - t0
         metrics = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
         shielded = evaluate_run(logdir, episodes=eval_episodes, shield="on", seed=seed + 777)
@@ -75,12 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--preset", nargs="+", default=["small"])
     p.add_argument("--keep", default=None, help="leave each run directory in KEEP/<task>-<mode>-seed<N>")
+    p.add_argument("--set", nargs="*", default=[], help="more overrides: key=value")
     args = p.parse_args(argv)
     from benchmarks.common import record
     rows = []
     for mode in args.modes:
         for seed in args.seeds:
-            r = run(args.task, seed, mode, args.eval_episodes, args.steps, args.preset, args.keep)
+            r = run(args.task, seed, mode, args.eval_episodes, args.steps, args.preset, args.keep,
+                    dict(kv.split("=", 1) for kv in args.set))
             rows.append(r)
             print(f"{args.task} shield {mode} seed {seed}: train violations {r['train_executed_violations']} "
                   f"(vetoes {r['train_vetoes']}), veto rate first/last 10% {r['veto_rate_first10']:.4f}/"
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"success {r['eval_shield_on']['success']:.2f}, violations {r['eval_shield_on']['executed_violations']}; "
                   f"eval shield off: return {r['eval_shield_off']['return']:.2f}, success "
                   f"{r['eval_shield_off']['success']:.2f}; {r['wall_s'] / 60:.1f} min", flush=True)
-    record("shield", {"task": args.task, "runs": rows}, command)
+    record("shield", {"task": args.task, "overrides": dict(kv.split("=", 1) for kv in args.set), "runs": rows}, command)
     print(f"\nreproduce: {command}")
     return 0
 
