@@ -111,7 +111,8 @@ def test_shield_labels_go_to_replay_and_the_metrics(tmp_path):
     from worldmodel.resume import load_replay
     run = tmp_path / "run"
     assert main(["train", "--preset", "debug", "--env", "worldmodel/SafeCorridor-v0",
-                 "--rules", "safe_corridor", "--logdir", str(run), "--steps", "300"]) == 0
+                 "--rules", "safe_corridor", "--logdir", str(run), "--steps", "300",
+                 "--shield.proposal_loss", "1.0"]) == 0
     replay = load_replay(run)
     allowed = replay.data["allowed"][0, : int(replay.count[0])]
     assert allowed.all(-1).mean() < 1.0, "next to a hazard some action must be forbidden"
