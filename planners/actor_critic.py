@@ -81,14 +81,13 @@ class ActorCritic(nn.Module):
     @torch.no_grad()
     def act(self, model: Any, state: dict[str, torch.Tensor], mask: torch.Tensor | None = None,
             explore: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        feat = model.feat(state)
-        dist = self.actor(feat, mask)
+        dist = self.actor(model.feat(state), mask)
         action = dist.sample() if explore else dist.mode()
         info = {"preferences": dist.preferences()} if self.discrete else {}
         if mask is not None and self.discrete and mask.shape[-1] == sum(dist.sizes):
             # how often the policy would propose a forbidden action without its mask: the
             # veto rate it still leans on (what `proposal_loss` teaches it out of)
-            info["proposal_risk"] = 1.0 - self.actor(feat).allowed_logmass(mask).exp()
+            info["proposal_risk"] = 1.0 - dist.allowed_logmass(mask).exp()
         return action, info
 
     def reset(self, done: torch.Tensor) -> None:

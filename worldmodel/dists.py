@@ -185,8 +185,10 @@ class MultiCategorical:
         parts = list(logits.float().split(list(sizes), -1))
         masks = list(mask.split(list(sizes), -1)) if mask is not None else [None] * len(sizes)
         self.logps = []
+        self.free_logps = []  # before the mask: what the policy itself would propose
         for part, m in zip(parts, masks):
             logp = unimix_logits(part, unimix)
+            self.free_logps.append(logp)
             if m is not None:
                 # Forbidden actions get a large finite negative logit; when every action of a
                 # head is forbidden the mask is ignored for that head (no NaN, shield falls back).
@@ -211,11 +213,11 @@ class MultiCategorical:
         return _total(-(lp.exp() * lp).sum(-1) for lp in self.logps)
 
     def allowed_logmass(self, allowed: torch.Tensor) -> torch.Tensor:
-        """log P(the sampled action is allowed) (...,) for a per-action mask (..., sum sizes),
-        heads independent. A head with nothing allowed (a dead end) adds 0: the shield's
-        fallback decides there, not the policy."""
-        total = torch.zeros(self.logps[0].shape[:-1], device=self.logps[0].device)
-        for lp, m in zip(self.logps, allowed.bool().split(list(self.sizes), -1)):
+        """log P(an action sampled from the unmasked policy is allowed) (...,) for a per-action
+        mask (..., sum sizes), heads independent. A head with nothing allowed (a dead end)
+        adds 0: the shield's fallback decides there, not the policy."""
+        total = torch.zeros(self.free_logps[0].shape[:-1], device=self.free_logps[0].device)
+        for lp, m in zip(self.free_logps, allowed.bool().split(list(self.sizes), -1)):
             inside = torch.logsumexp(lp.masked_fill(~m, -float("inf")), -1)
             total = total + torch.where(m.any(-1), inside, torch.zeros_like(inside))
         return total
