@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--shield", choices=["on", "off"], default=None,
                         help="evaluate with the run's rules on or off (default: as trained)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="more overrides for every row, e.g. planner.latent=mode")
     parser.add_argument("--no-actor", action="store_true", help="skip the actor-only reference row")
     parser.add_argument("--out", default=None, help="PNG (default: <run>/planning_scaling.png)")
     parser.add_argument("--record", action="store_true", help="append to benchmarks/results/planning_scaling.jsonl")
@@ -98,11 +100,18 @@ def main(argv: list[str] | None = None) -> int:
     if not (Path(args.run) / "config.yaml").exists():
         print(f"error: {args.run} is not a run directory (no config.yaml)", file=sys.stderr)
         return 2
-    settings: list[tuple[str, dict[str, Any]]] = [] if args.no_actor else [("actor", {"planner.kind": "actor"})]
+    extra = {}
+    for kv in args.set:
+        if "=" not in kv:
+            print(f"error: --set {kv!r} must look like key=value, e.g. planner.latent=mode", file=sys.stderr)
+            return 2
+        key, value = kv.split("=", 1)
+        extra[key] = value
+    settings: list[tuple[str, dict[str, Any]]] = [] if args.no_actor else [("actor", {**extra, "planner.kind": "actor"})]
     for samples, iterations, horizon in budgets:
         settings.append((f"{samples}x{iterations}x{horizon}", {
-            "planner.kind": args.planner, "planner.samples": samples, "planner.iterations": iterations,
-            "planner.horizon": horizon}))
+            **extra, "planner.kind": args.planner, "planner.samples": samples,
+            "planner.iterations": iterations, "planner.horizon": horizon}))
     rows = []
     print(f"{'planner':<8} {'budget':<12} {'imagined':>9} {'return':>16} {'ms/decision':>12}")
     for budget, overrides in settings:

@@ -67,6 +67,11 @@ class ActorCritic(nn.Module):
         # action to the unimix floor in every state the actor cannot yet tell apart (measured
         # on MiniGrid: "forward" vanished everywhere, so the goal was never reached again).
         self.proposal_floor = math.log1p(-proposal_margin) if 0.0 < proposal_margin < 1.0 else 0.0
+        # Discrete, shielded: the ImaginationShield whose mask the actor also acts under in
+        # imagination (set by the factory). The real-step shield replaces forbidden actions,
+        # so replay never shows their outcome; an unmasked actor in imagination would learn
+        # from the model's guesses about them (e.g. walking through lava as a shortcut).
+        self.imagined_shield: Any = None
         # set under torchrun: averages gradients over ranks (worldmodel/distributed.py)
         self.grad_sync: Any = None
         self.actor_opt = adam(self.actor.parameters(), lr=actor_lr, eps=eps)
@@ -105,13 +110,20 @@ class ActorCritic(nn.Module):
         dynamics = self.grad == "dynamics"
         logps: list[torch.Tensor] = []
         entropies: list[torch.Tensor] = []
+        masked: list[torch.Tensor] = []  # share of imagined actions the rules forbade, per step
 
         def policy(feat: torch.Tensor) -> torch.Tensor:
             # The actor's log-prob and entropy are kept while imagining, so the actor is not
             # run a second time over all N*H states for its loss (measured: a second, batched
             # pass is 2% faster for `small` but 5% slower for `medium`).
+            mask = None
+            if self.imagined_shield is not None:
+                with torch.no_grad():
+                    mask = self.imagined_shield.allowed(model, feat.detach())
+                if mask is not None:
+                    masked.append(1.0 - mask.float().mean())
             with torch.enable_grad():  # REINFORCE imagines under no_grad; the actor needs it
-                dist = self.actor(feat)
+                dist = self.actor(feat, mask)
                 action = dist.rsample() if dynamics else dist.sample()
                 entropies.append(dist.entropy())
                 if not dynamics:
@@ -182,6 +194,8 @@ class ActorCritic(nn.Module):
         with torch.no_grad():
             for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
                 slow.lerp_(fast, self.slow_rate)
+        if masked:
+            extra["imag_forbidden"] = float(torch.stack(masked).mean())
         return {"actor_loss": float(actor_loss.detach()), "critic_loss": float(critic_loss.detach()),
                 "actor_entropy": float(entropy.detach().mean()), "imag_return": float(ret.detach().mean()),
                 "imag_reward": float(reward.detach().mean()), "return_scale": scale,

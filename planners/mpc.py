@@ -44,7 +44,8 @@ class LatentMPC(nn.Module):
                  horizon: int = 5, iterations: int = 3, elites: int = 32, policy_fraction: float = 0.1,
                  momentum: float = 0.1, init_std: float = 1.0, min_std: float = 0.05,
                  min_prob: float = 0.01, temperature: float = 0.5, gamma: float | None = None,
-                 rules: Any = None, cost_threshold: float = 0.5, seed: int = 0) -> None:
+                 rules: Any = None, cost_threshold: float = 0.5, seed: int = 0,
+                 latent: str = "sample") -> None:
         super().__init__()
         assert samples > 0 and horizon > 0 and iterations > 0 and elites > 0
         self.actor_critic = actor_critic
@@ -60,6 +61,12 @@ class LatentMPC(nn.Module):
         self.gamma = float(actor_critic.gamma if gamma is None else gamma)
         self.shield = ImaginationShield(rules, act_spec, cost_threshold) if rules is not None else None
         self.seed = seed
+        if latent not in ("sample", "mode"):
+            raise ValueError(f"planner.latent must be sample or mode, got {latent!r}")
+        # "mode": candidates are imagined with the prior's most likely latent at each step.
+        # With "sample" every candidate draws its own latent noise, so the best-scored of N
+        # is partly the luckiest draw (a winner's curse that grows with N).
+        self._imagine_kw = {} if latent == "sample" else {"sample": False}
         self._generator: torch.Generator | None = None
         # the warm-started plan per env: mean (B, H, A) or probs (B, H, A); None until first act
         self.mean: torch.Tensor | None = None
@@ -152,7 +159,7 @@ class LatentMPC(nn.Module):
             step[0] += 1
             return self.actor_critic.actor(feat, use).sample(gen).clamp(-1.0, 1.0)
 
-        _, actions, _ = model.imagine(start, policy, self.horizon)
+        _, actions, _ = model.imagine(start, policy, self.horizon, **self._imagine_kw)
         return actions
 
     # -- scoring ---------------------------------------------------------------------------
@@ -161,7 +168,7 @@ class LatentMPC(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Imagine actions (B*N, H, A) from start (B*N, ...) ->
         (return, violations, robustness, first-step violation), each (B*N,)."""
-        feats, _, _ = model.imagine(start, actions, self.horizon)     # (B*N, H+1, F)
+        feats, _, _ = model.imagine(start, actions, self.horizon, **self._imagine_kw)  # (B*N, H+1, F)
         nxt = feats[:, 1:]
         reward = model.reward(nxt)                                     # (B*N, H)
         penalty = float(getattr(self.actor_critic, "cost_penalty", 0.0) or 0.0)

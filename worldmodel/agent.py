@@ -15,6 +15,7 @@ import torch
 from envs.spaces import ActionSpec, ObsSpec
 from planners.actor_critic import ActorCritic
 from planners.cem import CEM
+from planners.imagined_shield import ImaginationShield
 from planners.mpc import LatentMPC
 from planners.mppi import MPPI
 from worldmodel import distributed
@@ -55,17 +56,19 @@ def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_
                        proposal_loss=cfg.shield.proposal_loss if cfg.shield.rules and cfg.shield.mode == "on" else 0.0,
                        proposal_margin=cfg.shield.proposal_margin)
     p = cfg.planner
-    if p.kind == "actor":
-        return actor_critic
     rules = None
     if cfg.shield.rules:
         from symbolic import load_rules  # lazily: symbolic/ is optional at runtime
         rules = load_rules(cfg.shield.rules, observation_space, action_space)
+        if cfg.shield.mode == "on" and cfg.shield.imagine and sizes:
+            actor_critic.imagined_shield = ImaginationShield(rules, act_spec)
+    if p.kind == "actor":
+        return actor_critic
     mpc = {"cem": CEM, "mppi": MPPI}[p.kind]
     return mpc(actor_critic, act_spec, samples=p.samples, horizon=p.horizon, iterations=p.iterations,
                elites=p.elites, policy_fraction=p.policy_fraction, momentum=p.momentum,
                init_std=p.init_std, min_std=p.min_std, min_prob=p.min_prob, temperature=p.temperature,
-               rules=rules, cost_threshold=p.cost_threshold, seed=cfg.run.seed)
+               rules=rules, cost_threshold=p.cost_threshold, seed=cfg.run.seed, latent=p.latent)
 
 
 class Agent:

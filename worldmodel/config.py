@@ -175,6 +175,7 @@ CHOICES = {
     "model.dynamics": ("gru", "ssm", "hybrid"),
     "actor.grad": ("auto", "reinforce", "dynamics"),
     "planner.kind": ("actor", "cem", "mppi"),
+    "planner.latent": ("sample", "mode"),
     "shield.mode": ("on", "off"),
 }
 

@@ -139,6 +139,12 @@ def onehot_straight_through(logits: torch.Tensor, generator: torch.Generator | N
     return sample + probs - probs.detach()
 
 
+def onehot_mode(logits: torch.Tensor) -> torch.Tensor:
+    """The most likely class of each categorical as a one-hot (..., C), without gradients:
+    a deterministic latent for planning (sampling makes each candidate's score noisy)."""
+    return onehot(logits.argmax(-1), logits.shape[-1], logits)
+
+
 def categorical_kl(lhs_logits: torch.Tensor, rhs_logits: torch.Tensor) -> torch.Tensor:
     """KL(lhs || rhs) for log-prob tensors (..., S, C), summed over S and C -> (...)."""
     lhs = torch.log_softmax(lhs_logits.float(), -1)

@@ -3,7 +3,7 @@
 Planners, the shield and the video code use it only through its verbs:
   initial(B) -> state                       the empty latent state
   observe(state, obs, prev_action, is_first) -> state   one real step (acting)
-  imagine(state, policy_or_actions, H) -> (feats (N, H+1, F), actions (N, H, A), state)
+  imagine(state, policy_or_actions, H, sample=True) -> (feats (N, H+1, F), actions (N, H, A), state)
   decode(feat) -> {key: obs}                predicted observations (env units for vectors)
   reward(feat), cont(feat), cost(feat)      predicted reward, continue probability, rule cost
 and the trainer through `loss(batch)`.
@@ -87,9 +87,11 @@ class WorldModel(nn.Module):
         return self.rssm.obs_step(state, prev_action, self.embed(obs), is_first)
 
     def imagine(self, state: State, policy: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
-                horizon: int, time_major: bool = False) -> tuple[torch.Tensor, torch.Tensor, State]:
-        """time_major: feats (H+1, N, F) and actions (H, N, A) instead of batch first."""
-        return self.rssm.imagine(state, policy, horizon, time_major=time_major)
+                horizon: int, time_major: bool = False, sample: bool = True
+                ) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """time_major: feats (H+1, N, F) and actions (H, N, A) instead of batch first.
+        sample=False: each step takes the prior's most likely latent (deterministic)."""
+        return self.rssm.imagine(state, policy, horizon, time_major=time_major, sample=sample)
 
     def feat(self, state: State) -> torch.Tensor:
         return self.rssm.feat(state)

@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from worldmodel.dists import categorical_kl, onehot_straight_through, unimix_logits, unimix_probs
+from worldmodel.dists import categorical_kl, onehot_mode, onehot_straight_through, unimix_logits, unimix_probs
 from worldmodel.nets import MLP, Norm, init_linear
 
 State = dict[str, torch.Tensor]  # {"deter": (B, D), "stoch": (B, S*C), "logits": (B, S, C)}
@@ -104,10 +104,15 @@ class RSSM(nn.Module):
         return self.post_out(x)
 
     def img_step(self, state: State, action: torch.Tensor,
-                 generator: torch.Generator | None = None) -> State:
-        """Imagine one step: (state_t, a_t) -> prior state_{t+1}."""
+                 generator: torch.Generator | None = None, sample: bool = True) -> State:
+        """Imagine one step: (state_t, a_t) -> prior state_{t+1}; `sample=False` takes the
+        prior's most likely class of each latent instead of a sample."""
         deter = self.gru(self._gru_input(state["stoch"], self.img_a(action)), state["deter"])
-        logits, stoch = self._dist(self.prior_net(deter), generator)
+        if sample:
+            logits, stoch = self._dist(self.prior_net(deter), generator)
+        else:
+            logits = self._logits(self.prior_net(deter))
+            stoch = onehot_mode(logits).flatten(-2)
         return {"deter": deter, "stoch": stoch, "logits": logits}
 
     def obs_step(self, state: State, prev_action: torch.Tensor, embed: torch.Tensor,
@@ -156,8 +161,8 @@ class RSSM(nn.Module):
 
     def imagine(self, start: State, policy: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
                 horizon: int, generator: torch.Generator | None = None,
-                time_major: bool = False) -> tuple[torch.Tensor, torch.Tensor, State]:
-        """Roll the prior forward from `start` (N, ...).
+                time_major: bool = False, sample: bool = True) -> tuple[torch.Tensor, torch.Tensor, State]:
+        """Roll the prior forward from `start` (N, ...); `sample=False`: the prior's mode.
         `policy` maps feat (N, F) -> action (N, A), or is a tensor of actions (N, horizon, A).
         Returns feats (N, H+1, F), actions (N, H, A), and the final state; with `time_major`
         feats (H+1, N, F) and actions (H, N, A), where feats[1:] and feats[:-1] need no copy."""
@@ -165,7 +170,7 @@ class RSSM(nn.Module):
         feats, actions = [self.feat(state)], []
         for t in range(horizon):
             action = policy[:, t] if torch.is_tensor(policy) else policy(feats[-1])
-            state = self.img_step(state, action, generator)
+            state = self.img_step(state, action, generator, sample)
             feats.append(self.feat(state))
             actions.append(action)
         dim = 0 if time_major else 1

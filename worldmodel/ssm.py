@@ -32,7 +32,7 @@ import math
 import torch
 from torch import nn
 
-from worldmodel.dists import onehot_straight_through, unimix_logits
+from worldmodel.dists import onehot_mode, onehot_straight_through, unimix_logits
 from worldmodel.nets import MLP, Norm, init_linear
 from worldmodel.rssm import RSSM
 
@@ -274,11 +274,12 @@ class SSMDynamics(nn.Module):
 
     # -- one step ----------------------------------------------------------------------
     def img_step(self, state: State, action: torch.Tensor,
-                 generator: torch.Generator | None = None) -> State:
-        """Imagine one step: (state_t, a_t) -> prior state_{t+1}."""
+                 generator: torch.Generator | None = None, sample: bool = True) -> State:
+        """Imagine one step: (state_t, a_t) -> prior state_{t+1} (`sample=False`: its mode)."""
         deter, carries = self._stack_step(self._input(state["stoch"], action), state)
         logits = self._logits(self.prior_net(deter))
-        return {"deter": deter, "stoch": self._sample(logits, generator), "logits": logits, **carries}
+        stoch = self._sample(logits, generator) if sample else onehot_mode(logits).flatten(-2)
+        return {"deter": deter, "stoch": stoch, "logits": logits, **carries}
 
     def obs_step(self, state: State, prev_action: torch.Tensor, embed: torch.Tensor,
                  is_first: torch.Tensor, generator: torch.Generator | None = None) -> State:

@@ -254,3 +254,29 @@ def test_cli_trains_and_evaluates_with_mpc(env, rules, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "return over 2 episodes" in out
     assert ("planner calibration" in out) == bool(rules)
+
+
+@pytest.mark.parametrize("dynamics", ["gru", "ssm", "hybrid"])
+def test_mode_latent_scores_each_plan_without_noise(dynamics):
+    """latent=mode: equal candidates get equal scores (their ranking is by action alone);
+    with sampled latents the same plan scores differently from copy to copy."""
+    from envs.spaces import ObsSpec, ObsKey
+    from worldmodel.model import WorldModel
+    torch.manual_seed(0)
+    spec = ObsSpec((ObsKey("obs", "vector", (3,), "Box(3,)"),))
+    model = WorldModel(spec, 1, deter=16, stoch=4, classes=4, hidden=16, unimix=0.01, units=16, layers=1,
+                       cnn_depth=4, bins=31, free_nats=1.0, loss_scales={}, dynamics=dynamics, window=4)
+    torch.nn.init.normal_(model.reward_head.head.weight)  # zero at init: give rewards a spread
+    post, _ = model.rssm.observe(torch.randn(1, 5, model.vec_encoder.out_dim), torch.randn(1, 5, 1),
+                                 torch.tensor([[True, False, False, False, False]]))
+    start = {k: v[:, -1].repeat_interleave(64, 0) for k, v in post.items()}
+    plan = torch.rand(1, 3, 1).expand(64, 3, 1) * 2 - 1  # one plan, 64 copies
+    spread = {}
+    for latent in ("sample", "mode"):
+        planner = CEM(actor_critic(model.feat_dim, BOX), BOX, samples=64, horizon=3, latent=latent)
+        ret = planner._score(model, start, plan)[0]
+        spread[latent] = float(ret.max() - ret.min())
+    assert spread["mode"] == 0.0
+    assert spread["sample"] > 0.0
+    with pytest.raises(ValueError, match="planner.latent"):
+        CEM(actor_critic(model.feat_dim, BOX), BOX, latent="mean")

@@ -120,3 +120,89 @@ def test_shield_labels_go_to_replay_and_the_metrics(tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("shield/proposal_risk" in r for r in rows)
     assert any("proposal_loss" in r for r in rows)
+
+
+def test_actor_imagines_under_the_rules_mask():
+    """With the imagined shield set, no imagined action is one the rules forbid on the
+    decoded prediction: the actor never learns from the model's guess about it."""
+    import torch
+
+    from planners.actor_critic import ActorCritic
+
+    taken = []
+
+    class Model:  # states stay themselves; decode exposes the feature as the observation
+        def imagine(self, start, policy, horizon, time_major=False):
+            feat = start["feat"]
+            feats = [feat]
+            for _ in range(horizon):
+                taken.append(policy(feat))
+                feats.append(feat)
+            return torch.stack(feats, 0), None, None
+
+        def reward(self, feat):  # action-independent here; the mask is what is tested
+            return torch.zeros(feat.shape[:-1])
+
+        def cont(self, feat):
+            return torch.ones(feat.shape[:-1])
+
+        def requires_grad_(self, flag):
+            return self
+
+    class Shield:  # forbid action 1 where the first feature is positive
+        def allowed(self, model, feat):
+            allowed = torch.ones(feat.shape[0], 3, dtype=torch.bool)
+            allowed[:, 1] = feat[:, 0] <= 0
+            return allowed
+
+    kw = dict(units=16, layers=1, horizon=4, gamma=0.9, lam=0.95, entropy=3e-4, unimix=0.01, min_std=0.1,
+              max_std=1.0, slow_rate=0.02, slowreg=1.0, grad="auto", bins=31, actor_lr=3e-3, critic_lr=1e-3,
+              actor_clip=100.0, critic_clip=100.0, retnorm_rate=0.01)
+    torch.manual_seed(0)
+    feat = torch.randn(256, 8)
+    ac = ActorCritic(8, 3, (3,), **kw)
+    ac.imagined_shield = Shield()
+    out = ac.update(Model(), {"feat": feat}, torch.ones(256), torch.ones(256))
+    actions = torch.stack(taken)  # (H, N, 3) one-hots
+    positive = feat[:, 0] > 0
+    assert actions[:, positive, 1].sum() == 0           # never forbidden in imagination
+    assert actions[:, ~positive, 1].sum() > 0           # ...but still taken where allowed
+    assert abs(out["imag_forbidden"] - positive.float().mean().item() / 3) < 1e-6
+    taken.clear()
+    ac.imagined_shield = None  # without it the same actor does imagine the forbidden action
+    ac.update(Model(), {"feat": feat}, torch.ones(256), torch.ones(256))
+    assert torch.stack(taken)[:, positive, 1].sum() > 0
+
+
+def test_imagination_shield_masks_decoded_minigrid_predictions():
+    """The factory gives a shielded discrete actor the rules' mask on decoded predictions."""
+    import minigrid  # noqa: F401
+    import torch
+
+    from envs.spaces import action_spec, obs_spec
+    from worldmodel.agent import Agent
+    from worldmodel.config import load_config
+
+    env = gym.make("MiniGrid-LavaGapS5-v0")
+    cfg = load_config(presets=["debug"], overrides={"shield.rules": "minigrid_lava",
+                                                     "env.id": "MiniGrid-LavaGapS5-v0"})
+    agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), torch.device("cpu"),
+                  env.observation_space, env.action_space)
+    shield = agent.planner.imagined_shield
+    assert shield is not None
+
+    class Decoded:  # a model whose prediction is a front cell of lava (row 0) or empty (row 1)
+        def decode(self, feat):
+            image = torch.ones(2, 7, 7, 3)
+            image[0, 3, 5, 0] = 9.0
+            return {"image": image.flatten(1)}
+
+    allowed = shield.allowed(Decoded(), torch.zeros(2, 4))
+    assert allowed.shape == (2, 7)
+    assert not allowed[0, 2] and allowed[0, [0, 1]].all()  # forward into lava is masked
+    assert allowed[1].all()
+    off = load_config(presets=["debug"], overrides={"shield.rules": "minigrid_lava", "shield.mode": "off",
+                                                     "env.id": "MiniGrid-LavaGapS5-v0"})
+    agent = Agent(off, obs_spec(env.observation_space), action_spec(env.action_space), torch.device("cpu"),
+                  env.observation_space, env.action_space)
+    assert agent.planner.imagined_shield is None  # unshielded runs imagine unmasked
