@@ -34,7 +34,7 @@ def evaluate_budget(run: str, overrides: dict[str, Any], episodes: int, seed: in
     from worldmodel.trainer import env_factory, evaluate
     overrides = dict(overrides)
     if shield == "off":
-        overrides["shield.rules"] = ""
+        overrides["shield.mode"] = "off"  # no veto, no filter; the model keeps its heads
     cfg = _run_config(run, overrides)
     agent = load(run, overrides=overrides)
     act, times = agent.planner.act, []
@@ -46,7 +46,8 @@ def evaluate_budget(run: str, overrides: dict[str, Any], episodes: int, seed: in
         return out
 
     agent.planner.act = timed  # instance attribute: times every decision of this agent only
-    result = evaluate(agent, env_factory(cfg), episodes, seed=seed, shield_rules=cfg.shield.rules)
+    rules = cfg.shield.rules if cfg.shield.mode == "on" else ""
+    result = evaluate(agent, env_factory(cfg), episodes, seed=seed, shield_rules=rules)
     result["ms_per_decision"] = 1e3 * sum(times) / max(len(times), 1)
     result["decisions"] = len(times)
     return result

@@ -67,11 +67,12 @@ class ActorCritic(nn.Module):
         # action to the unimix floor in every state the actor cannot yet tell apart (measured
         # on MiniGrid: "forward" vanished everywhere, so the goal was never reached again).
         self.proposal_floor = math.log1p(-proposal_margin) if 0.0 < proposal_margin < 1.0 else 0.0
-        # Discrete, shielded: the ImaginationShield whose mask the actor also acts under in
-        # imagination (set by the factory). The real-step shield replaces forbidden actions,
-        # so replay never shows their outcome; an unmasked actor in imagination would learn
-        # from the model's guesses about them (e.g. walking through lava as a shortcut).
-        self.imagined_shield: Any = None
+        # Discrete, shielded (set by the factory): act in imagination under the world model's
+        # predicted rule verdicts. The real-step shield replaces forbidden actions, so replay
+        # never shows their outcome; an unmasked actor would learn from the model's guesses
+        # about them (measured on MiniGrid: it preferred walking into lava, and the masked
+        # greedy policy then repeated a no-op in front of it).
+        self.imagine_masked = False
         # set under torchrun: averages gradients over ranks (worldmodel/distributed.py)
         self.grad_sync: Any = None
         self.actor_opt = adam(self.actor.parameters(), lr=actor_lr, eps=eps)
@@ -110,18 +111,19 @@ class ActorCritic(nn.Module):
         dynamics = self.grad == "dynamics"
         logps: list[torch.Tensor] = []
         entropies: list[torch.Tensor] = []
-        masked: list[torch.Tensor] = []  # share of imagined actions the rules forbade, per step
+        masked: list[torch.Tensor] = []  # share of imagined actions predicted forbidden, per step
+        # only once the model learns verdicts: the replay has the shield's labels (`allowed`)
+        use_mask = self.imagine_masked and allowed is not None and getattr(model, "verdict_head", None) is not None
 
         def policy(feat: torch.Tensor) -> torch.Tensor:
             # The actor's log-prob and entropy are kept while imagining, so the actor is not
             # run a second time over all N*H states for its loss (measured: a second, batched
             # pass is 2% faster for `small` but 5% slower for `medium`).
             mask = None
-            if self.imagined_shield is not None:
+            if use_mask:
                 with torch.no_grad():
-                    mask = self.imagined_shield.allowed(model, feat.detach())
-                if mask is not None:
-                    masked.append(1.0 - mask.float().mean())
+                    mask = model.allowed(feat.detach()) > 0.5  # (N, A)
+                masked.append(1.0 - mask.float().mean())
             with torch.enable_grad():  # REINFORCE imagines under no_grad; the actor needs it
                 dist = self.actor(feat, mask)
                 action = dist.rsample() if dynamics else dist.sample()

@@ -79,16 +79,6 @@ class ImaginationShield:
         native = self.act_spec.to_env(actions.reshape(n * h, a).float().cpu().numpy())
         return native.reshape(n, h, *native.shape[1:])
 
-    def allowed(self, model: Any, feat: torch.Tensor) -> torch.Tensor | None:
-        """feat (N, F) of imagined states -> (N, A) bool: the discrete actions the hard rules
-        allow on the decoded prediction of each state; None where the rules' action layout
-        is not the agent's (e.g. a joint MultiDiscrete list: the real-step veto handles it)."""
-        obs = native_observations(model.decode(feat), self.space)
-        allowed = self.rules.allowed_actions(obs)
-        if allowed.shape[-1] != self.act_spec.dim:
-            return None
-        return allowed.to(feat.device)
-
     def check(self, model: Any, feats: torch.Tensor, actions: torch.Tensor) -> ImaginedCheck:
         """feats (N, H+1, F) of an imagined rollout, actions (N, H, A) that produced it."""
         obs = native_observations(model.decode(feats), self.space)

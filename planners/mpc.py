@@ -40,8 +40,8 @@ State = dict[str, torch.Tensor]
 class LatentMPC(nn.Module):
     """Shared sampling, scoring, safety filtering and refitting; see planners/base.py."""
 
-    def __init__(self, actor_critic: nn.Module, act_spec: ActionSpec, *, samples: int = 256,
-                 horizon: int = 5, iterations: int = 3, elites: int = 32, policy_fraction: float = 0.1,
+    def __init__(self, actor_critic: nn.Module, act_spec: ActionSpec, *, samples: int = 128,
+                 horizon: int = 15, iterations: int = 2, elites: int = 32, policy_fraction: float = 0.1,
                  momentum: float = 0.1, init_std: float = 1.0, min_std: float = 0.05,
                  min_prob: float = 0.01, temperature: float = 0.5, gamma: float | None = None,
                  rules: Any = None, cost_threshold: float = 0.5, seed: int = 0,

@@ -15,7 +15,6 @@ import torch
 from envs.spaces import ActionSpec, ObsSpec
 from planners.actor_critic import ActorCritic
 from planners.cem import CEM
-from planners.imagined_shield import ImaginationShield
 from planners.mpc import LatentMPC
 from planners.mppi import MPPI
 from worldmodel import distributed
@@ -36,7 +35,14 @@ def build_model(cfg: Config, obs_spec: ObsSpec, act_spec: ActionSpec) -> WorldMo
                       hidden=m.hidden, unimix=m.unimix, units=m.units, layers=m.layers,
                       cnn_depth=m.cnn_depth, bins=m.bins, free_nats=m.free_nats,
                       loss_scales=m.loss_scales.to_dict(), dynamics=m.dynamics,
-                      ssm_layers=m.ssm_layers, ssm_state=m.ssm_state, window=m.window)
+                      ssm_layers=m.ssm_layers, ssm_state=m.ssm_state, window=m.window,
+                      verdicts=act_spec.dim if learns_verdicts(cfg, act_spec) else 0)
+
+
+def learns_verdicts(cfg: Config, act_spec: ActionSpec) -> bool:
+    """Discrete actions with rules (shield.imagine): the model learns the rules' per-action
+    verdicts. Independent of shield.mode, so `eval --shield off` loads the same weights."""
+    return bool(cfg.shield.rules) and cfg.shield.imagine and act_spec.discrete
 
 
 def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_space: Any = None,
@@ -56,14 +62,14 @@ def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_
                        proposal_loss=cfg.shield.proposal_loss if cfg.shield.rules and cfg.shield.mode == "on" else 0.0,
                        proposal_margin=cfg.shield.proposal_margin)
     p = cfg.planner
-    rules = None
-    if cfg.shield.rules:
-        from symbolic import load_rules  # lazily: symbolic/ is optional at runtime
-        rules = load_rules(cfg.shield.rules, observation_space, action_space)
-        if cfg.shield.mode == "on" and cfg.shield.imagine and sizes:
-            actor_critic.imagined_shield = ImaginationShield(rules, act_spec)
+    # under an active shield the actor imagines under the learned verdicts
+    actor_critic.imagine_masked = learns_verdicts(cfg, act_spec) and cfg.shield.mode == "on"
     if p.kind == "actor":
         return actor_critic
+    rules = None
+    if cfg.shield.rules and cfg.shield.mode == "on":  # shield off: no rules anywhere
+        from symbolic import load_rules  # lazily: symbolic/ is optional at runtime
+        rules = load_rules(cfg.shield.rules, observation_space, action_space)
     mpc = {"cem": CEM, "mppi": MPPI}[p.kind]
     return mpc(actor_critic, act_spec, samples=p.samples, horizon=p.horizon, iterations=p.iterations,
                elites=p.elites, policy_fraction=p.policy_fraction, momentum=p.momentum,

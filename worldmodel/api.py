@@ -131,10 +131,12 @@ def evaluate_run(run: str | Path, episodes: int = 10, shield: str | None = None,
                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     overrides = dict(overrides or {})
     if shield == "off":  # no rules anywhere: neither the real-step veto nor the planner's filter
-        overrides["shield.rules"] = ""
+        overrides["shield.mode"] = "off"  # (shield.rules stays: it shapes the model's heads)
+    elif shield == "on":  # a run trained with shield.mode off, evaluated under its rules
+        overrides["shield.mode"] = "on"
     cfg = _run_config(run, overrides)
     agent = load(run, overrides=overrides)
-    rules = cfg.shield.rules if shield != "off" else ""
+    rules = "" if shield == "off" else cfg.shield.rules
     if shield == "on" and not rules:
         raise ConfigError(f"{run} was trained without rules; pass --shield.rules FILE to evaluate with a shield")
     return evaluate(agent, env_factory(cfg), episodes, seed=seed, shield_rules=rules)

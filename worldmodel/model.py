@@ -6,6 +6,7 @@ Planners, the shield and the video code use it only through its verbs:
   imagine(state, policy_or_actions, H, sample=True) -> (feats (N, H+1, F), actions (N, H, A), state)
   decode(feat) -> {key: obs}                predicted observations (env units for vectors)
   reward(feat), cont(feat), cost(feat)      predicted reward, continue probability, rule cost
+  allowed(feat)                             predicted rule verdict per discrete action (or None)
 and the trainer through `loss(batch)`.
 
 Legend: B batch, T time, F feature = deter + stoch*classes, K two-hot bins.
@@ -28,7 +29,7 @@ class WorldModel(nn.Module):
     def __init__(self, obs_spec: ObsSpec, action_dim: int, *, deter: int, stoch: int, classes: int,
                  hidden: int, unimix: float, units: int, layers: int, cnn_depth: int,
                  bins: int, free_nats: float, loss_scales: dict[str, float], dynamics: str = "gru",
-                 ssm_layers: int = 2, ssm_state: int = 16, window: int = 16) -> None:
+                 ssm_layers: int = 2, ssm_state: int = 16, window: int = 16, verdicts: int = 0) -> None:
         super().__init__()
         self.obs_spec, self.action_dim = obs_spec, action_dim
         self.free_nats, self.loss_scales = free_nats, dict(loss_scales)
@@ -53,6 +54,10 @@ class WorldModel(nn.Module):
         self.reward_head = MLP(feat, bins, units, layers, out_scale=0.0)
         self.cont_head = MLP(feat, 1, units, layers)
         self.cost_head = MLP(feat, 1, units, layers)  # trained on the shield's labels when rules are on
+        # Discrete actions with rules: P(the rules allow action a | state), one logit per action,
+        # trained on the shield's exact per-action verdicts at real states (replay `allowed`).
+        # The actor imagines under its mask: replay never shows a forbidden action's outcome.
+        self.verdict_head = MLP(feat, verdicts, units, layers) if verdicts else None
         self.twohot = TwoHot(bins)
 
     @property
@@ -117,6 +122,13 @@ class WorldModel(nn.Module):
         """Probability that the episode continues after this state."""
         return torch.sigmoid(self.cont_head(feat).squeeze(-1).float())
 
+    def allowed(self, feat: torch.Tensor) -> torch.Tensor | None:
+        """feat (..., F) -> (..., A) predicted probability that the rules allow each discrete
+        action in this state; None without a verdict head."""
+        if self.verdict_head is None:
+            return None
+        return torch.sigmoid(self.verdict_head(feat).float())
+
     def cost(self, feat: torch.Tensor) -> torch.Tensor:
         """Predicted probability that this state's action is a rule violation."""
         return torch.sigmoid(self.cost_head(feat).squeeze(-1).float())
@@ -124,7 +136,8 @@ class WorldModel(nn.Module):
     # -- training ---------------------------------------------------------------------------
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
         """batch: obs keys (B, T, ...), action (B, T, A) taken at each obs, reward, is_first,
-        is_terminal, mask (B, T) (0 = padding past the episode end), optional cost (B, T).
+        is_terminal, mask (B, T) (0 = padding past the episode end), optional cost (B, T)
+        and allowed (B, T, A) (the shield's verdict per action at each obs).
         Returns (total loss, per-term losses, posterior states (B, T, ...))."""
         obs = {k.name: batch[k.name] for k in self.obs_spec.keys}
         mask = batch["mask"].float()
@@ -150,6 +163,9 @@ class WorldModel(nn.Module):
         if "cost" in batch and self.loss_scales.get("cost", 0.0) > 0:
             terms["cost"] = nn.functional.binary_cross_entropy_with_logits(
                 self.cost_head(feat).squeeze(-1).float(), batch["cost"].float().clamp(0, 1), reduction="none")
+        if "allowed" in batch and self.verdict_head is not None:
+            terms["verdict"] = nn.functional.binary_cross_entropy_with_logits(
+                self.verdict_head(feat).float(), batch["allowed"].float(), reduction="none").sum(-1)
         denom = mask.sum().clamp(min=1.0)
         losses = {k: (v.float() * mask).sum() / denom for k, v in terms.items()}
         total = sum(self.loss_scales.get(k, 1.0) * v for k, v in losses.items())

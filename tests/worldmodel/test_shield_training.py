@@ -122,16 +122,18 @@ def test_shield_labels_go_to_replay_and_the_metrics(tmp_path):
     assert any("proposal_loss" in r for r in rows)
 
 
-def test_actor_imagines_under_the_rules_mask():
-    """With the imagined shield set, no imagined action is one the rules forbid on the
-    decoded prediction: the actor never learns from the model's guess about it."""
+def test_actor_imagines_under_the_predicted_verdicts():
+    """With imagine_masked set, no imagined action is one the model predicts the rules
+    forbid: the actor never learns from the model's guess about its outcome."""
     import torch
 
     from planners.actor_critic import ActorCritic
 
     taken = []
 
-    class Model:  # states stay themselves; decode exposes the feature as the observation
+    class Model:  # states stay themselves; the verdict forbids action 1 where feat[0] > 0
+        verdict_head = True
+
         def imagine(self, start, policy, horizon, time_major=False):
             feat = start["feat"]
             feats = [feat]
@@ -139,6 +141,11 @@ def test_actor_imagines_under_the_rules_mask():
                 taken.append(policy(feat))
                 feats.append(feat)
             return torch.stack(feats, 0), None, None
+
+        def allowed(self, feat):
+            p = torch.ones(feat.shape[0], 3)
+            p[:, 1] = (feat[:, 0] <= 0).float() * 0.9 + 0.05
+            return p
 
         def reward(self, feat):  # action-independent here; the mask is what is tested
             return torch.zeros(feat.shape[:-1])
@@ -149,60 +156,48 @@ def test_actor_imagines_under_the_rules_mask():
         def requires_grad_(self, flag):
             return self
 
-    class Shield:  # forbid action 1 where the first feature is positive
-        def allowed(self, model, feat):
-            allowed = torch.ones(feat.shape[0], 3, dtype=torch.bool)
-            allowed[:, 1] = feat[:, 0] <= 0
-            return allowed
-
     kw = dict(units=16, layers=1, horizon=4, gamma=0.9, lam=0.95, entropy=3e-4, unimix=0.01, min_std=0.1,
               max_std=1.0, slow_rate=0.02, slowreg=1.0, grad="auto", bins=31, actor_lr=3e-3, critic_lr=1e-3,
               actor_clip=100.0, critic_clip=100.0, retnorm_rate=0.01)
     torch.manual_seed(0)
     feat = torch.randn(256, 8)
+    labels = torch.ones(256, 3, dtype=torch.bool)
     ac = ActorCritic(8, 3, (3,), **kw)
-    ac.imagined_shield = Shield()
-    out = ac.update(Model(), {"feat": feat}, torch.ones(256), torch.ones(256))
+    ac.imagine_masked = True
+    out = ac.update(Model(), {"feat": feat}, torch.ones(256), torch.ones(256), labels)
     actions = torch.stack(taken)  # (H, N, 3) one-hots
     positive = feat[:, 0] > 0
     assert actions[:, positive, 1].sum() == 0           # never forbidden in imagination
     assert actions[:, ~positive, 1].sum() > 0           # ...but still taken where allowed
     assert abs(out["imag_forbidden"] - positive.float().mean().item() / 3) < 1e-6
     taken.clear()
-    ac.imagined_shield = None  # without it the same actor does imagine the forbidden action
-    ac.update(Model(), {"feat": feat}, torch.ones(256), torch.ones(256))
+    ac.imagine_masked = False  # without it the same actor does imagine the forbidden action
+    ac.update(Model(), {"feat": feat}, torch.ones(256), torch.ones(256), labels)
     assert torch.stack(taken)[:, positive, 1].sum() > 0
 
 
-def test_imagination_shield_masks_decoded_minigrid_predictions():
-    """The factory gives a shielded discrete actor the rules' mask on decoded predictions."""
-    import minigrid  # noqa: F401
+def test_verdict_head_is_built_and_trained_only_for_a_shielded_discrete_agent(tmp_path):
     import torch
 
     from envs.spaces import action_spec, obs_spec
     from worldmodel.agent import Agent
     from worldmodel.config import load_config
 
-    env = gym.make("MiniGrid-LavaGapS5-v0")
-    cfg = load_config(presets=["debug"], overrides={"shield.rules": "minigrid_lava",
-                                                     "env.id": "MiniGrid-LavaGapS5-v0"})
-    agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), torch.device("cpu"),
-                  env.observation_space, env.action_space)
-    shield = agent.planner.imagined_shield
-    assert shield is not None
-
-    class Decoded:  # a model whose prediction is a front cell of lava (row 0) or empty (row 1)
-        def decode(self, feat):
-            image = torch.ones(2, 7, 7, 3)
-            image[0, 3, 5, 0] = 9.0
-            return {"image": image.flatten(1)}
-
-    allowed = shield.allowed(Decoded(), torch.zeros(2, 4))
-    assert allowed.shape == (2, 7)
-    assert not allowed[0, 2] and allowed[0, [0, 1]].all()  # forward into lava is masked
-    assert allowed[1].all()
-    off = load_config(presets=["debug"], overrides={"shield.rules": "minigrid_lava", "shield.mode": "off",
-                                                     "env.id": "MiniGrid-LavaGapS5-v0"})
-    agent = Agent(off, obs_spec(env.observation_space), action_spec(env.action_space), torch.device("cpu"),
-                  env.observation_space, env.action_space)
-    assert agent.planner.imagined_shield is None  # unshielded runs imagine unmasked
+    env = gym.make("worldmodel/SafeCorridor-v0")
+    spaces = (obs_spec(env.observation_space), action_spec(env.action_space), torch.device("cpu"),
+              env.observation_space, env.action_space)
+    on = Agent(load_config(["debug"], {"shield.rules": "safe_corridor"}), *spaces)
+    assert on.model.verdict_head is not None and on.planner.imagine_masked
+    # shield off: the same weights (so `eval --shield off` loads them), but no masked imagination
+    off = Agent(load_config(["debug"], {"shield.rules": "safe_corridor", "shield.mode": "off"}), *spaces)
+    assert off.model.verdict_head is not None and not off.planner.imagine_masked
+    for overrides in ({"shield.rules": "safe_corridor", "shield.imagine": False}, {}):
+        agent = Agent(load_config(["debug"], overrides), *spaces)
+        assert agent.model.verdict_head is None and not agent.planner.imagine_masked
+    # end to end: the verdict loss is logged and the actor imagines under it
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "debug", "--env", "worldmodel/SafeCorridor-v0", "--rules", "safe_corridor",
+                 "--logdir", str(run), "--steps", "300"]) == 0
+    last = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
+    assert last["loss/verdict"] < 4 * 0.7  # 4 actions: below chance (log 2 each) after 300 steps
+    assert 0.0 <= last["imag_forbidden"] < 1.0
