@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--decisions", type=int, default=50, help="timed decisions (after --warmup)")
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--with-rules", action="store_true",
+                   help="also time each planner with the env's shipped rules in imagination, and print the overhead")
     # add_help=False: -h goes through to compare.py, which lists its own options
     p = sub.add_parser("compare", add_help=False, allow_abbrev=False,
                        help="side by side with SheepRL (benchmarks/sheeprl/compare.py)")
@@ -165,12 +167,24 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "plan-speed":
         from benchmarks.plan_speed import TARGET_MS, print_header, print_row, time_decisions
         print_header()
+        from benchmarks.plan_speed import SHIPPED_RULES
         for env_id in args.env:
             for planner in args.planner:
                 r = time_decisions(env_id, args.preset, planner, args.samples, args.horizon, args.iterations,
                                    args.threads, args.decisions, args.warmup)
                 record("plan_speed", r, command)
                 print_row(r)
+                if args.with_rules and planner != "actor" and env_id in SHIPPED_RULES:
+                    rules = SHIPPED_RULES[env_id]
+                    ruled = time_decisions(env_id, args.preset, planner, args.samples, args.horizon, args.iterations,
+                                           args.threads, args.decisions, args.warmup,
+                                           overrides={"shield.rules": rules})
+                    ruled["rules"] = rules
+                    ruled["rules_overhead"] = ruled["planner_ms"] / r["planner_ms"] - 1.0
+                    record("plan_speed", ruled, command)
+                    print_row(ruled)
+                    print(f"  with {rules} in imagination: planner time +{100 * ruled['rules_overhead']:.1f}%",
+                          flush=True)
         print(f"(target: MPPI 256 x 5 x 3 within {TARGET_MS:g} ms per decision; preset {' '.join(args.preset)}, "
               f"{args.threads} thread(s), median of {args.decisions} decisions)")
     elif args.cmd == "report":

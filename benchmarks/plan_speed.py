@@ -24,6 +24,9 @@ import time
 from typing import Any
 
 TARGET_MS = 20.0  # the budget for MPPI 256 x 5 x 3 on a 2-core CPU
+# --with-rules: the shipped rules file of each env, checked on every imagined candidate
+SHIPPED_RULES = {"CartPole-v1": "cartpole_track", "Pendulum-v1": "pendulum_torque",
+                 "worldmodel/SafeCorridor-v0": "safe_corridor"}
 
 
 def _agent(env_id: str, presets: list[str], overrides: dict[str, Any]):

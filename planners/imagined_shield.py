@@ -79,8 +79,10 @@ class ImaginationShield:
         native = self.act_spec.to_env(actions.reshape(n * h, a).float().cpu().numpy())
         return native.reshape(n, h, *native.shape[1:])
 
-    def check(self, model: Any, feats: torch.Tensor, actions: torch.Tensor) -> ImaginedCheck:
-        """feats (N, H+1, F) of an imagined rollout, actions (N, H, A) that produced it."""
+    def check(self, model: Any, feats: torch.Tensor, actions: torch.Tensor,
+              cost: torch.Tensor | None = None) -> ImaginedCheck:
+        """feats (N, H+1, F) of an imagined rollout, actions (N, H, A) that produced it;
+        `cost` (N, H): the model's predicted cost of each action, when the caller has it."""
         obs = native_observations(model.decode(feats), self.space)
         result = self.rules.check_trajectories(obs, self.env_actions(actions))
         device = feats.device
@@ -92,7 +94,8 @@ class ImaginationShield:
             first = (violated[:, hard.to(violated.device), 0]).any(1).to(device)
         else:  # a rules object without per-step detail: any violation counts for step 0
             first = ~result.feasible.to(device)
-        cost_bad = model.cost(feats[:, 1:]) > self.cost_threshold              # (N, H): cost of action t
+        cost = model.cost(feats[:, 1:]) if cost is None else cost
+        cost_bad = cost > self.cost_threshold                                  # (N, H): cost of action t
         violations = violations + cost_bad.float().sum(1)
         return ImaginedCheck(violations=violations, robustness=robustness,
                              first_step=first | cost_bad[:, 0])

@@ -172,8 +172,10 @@ class LatentMPC(nn.Module):
         nxt = feats[:, 1:]
         reward = model.reward(nxt)                                     # (B*N, H)
         penalty = float(getattr(self.actor_critic, "cost_penalty", 0.0) or 0.0)
+        # predicted cost of each step's action (B*N, H): one pass serves the penalty and the shield
+        cost = model.cost(nxt) if penalty or self.shield is not None else None
         if penalty:  # the critic learned values of penalised rewards; stay consistent with it
-            reward = reward - penalty * model.cost(nxt)
+            reward = reward - penalty * cost
         cont = model.cont(nxt)                                         # (B*N, H)
         # weight of r_t: gamma^t * prod_{k<t} c_k (the first reward is always received)
         reach = torch.cat([torch.ones_like(cont[:, :1]), cont[:, :-1]], 1).cumprod(1)
@@ -184,7 +186,7 @@ class LatentMPC(nn.Module):
         if self.shield is None:
             zeros = torch.zeros_like(ret)
             return ret, zeros, zeros, zeros.bool()
-        check = self.shield.check(model, feats, actions)
+        check = self.shield.check(model, feats, actions, cost)
         return ret, check.violations, check.robustness, check.first_step
 
     def _select(self, ret: torch.Tensor, violations: torch.Tensor,
