@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
                     ruled["rules_overhead"] = ruled["planner_ms"] / r["planner_ms"] - 1.0
                     record("plan_speed", ruled, command)
                     print_row(ruled)
-                    print(f"  with {rules} in imagination: planner time +{100 * ruled['rules_overhead']:.1f}%",
+                    print(f"  with {rules} in imagination: planner time {100 * ruled['rules_overhead']:+.1f}%",
                           flush=True)
         print(f"(target: MPPI 256 x 5 x 3 within {TARGET_MS:g} ms per decision; preset {' '.join(args.preset)}, "
               f"{args.threads} thread(s), median of {args.decisions} decisions)")

@@ -35,3 +35,15 @@ def test_command_records_rows(results, capsys):
     out = capsys.readouterr().out
     assert re.search(r"^CartPole-v1 +cem +16 x 2 x 1 ", out, re.MULTILINE)
     assert "reproduce: python -m benchmarks plan-speed" in out
+
+
+def test_with_rules_times_the_planner_with_the_shipped_rules(results, capsys):
+    assert main(["plan-speed", "--preset", "debug", "--env", "CartPole-v1", "--planner", "mppi", "actor",
+                 "--samples", "16", "--horizon", "2", "--iterations", "1", "--decisions", "3",
+                 "--warmup", "1", "--with-rules"]) == 0
+    rows = [json.loads(line) for line in (results / "plan_speed.jsonl").read_text().splitlines()]
+    # the planner twice (without, then with the rules); the actor once: it checks no plans
+    assert [(r["planner"], r.get("rules")) for r in rows] == [("mppi", None), ("mppi", "cartpole_track"),
+                                                             ("actor", None)]
+    assert rows[1]["rules_overhead"] == rows[1]["planner_ms"] / rows[0]["planner_ms"] - 1.0
+    assert re.search(r"with cartpole_track in imagination: planner time [+-]\d", capsys.readouterr().out)
