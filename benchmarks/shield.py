@@ -38,6 +38,7 @@ def run(task: str, seed: int, mode: str, eval_episodes: int, steps: int | None, 
     """`keep`: leave the run directory in <keep>/<task>-<mode>-seed<seed> (default: deleted)."""
     import worldmodel
     from worldmodel.api import evaluate_run
+    from worldmodel.config import ConfigError
     env_id, rules, default_steps, success = TASKS[task]
     steps = steps or default_steps
     with tempfile.TemporaryDirectory() as tmp:
@@ -50,6 +51,11 @@ def run(task: str, seed: int, mode: str, eval_episodes: int, steps: int | None, 
         metrics = [json.loads(line) for line in (logdir / "metrics.jsonl").read_text().splitlines()]
         shielded = evaluate_run(logdir, episodes=eval_episodes, shield="on", seed=seed + 777)
         bare = evaluate_run(logdir, episodes=eval_episodes, shield="off", seed=seed + 777)
+        # no veto, but the agent acts under its learned verdicts (discrete): has it learned the rules?
+        try:
+            own = evaluate_run(logdir, episodes=eval_episodes, shield="learned", seed=seed + 777)
+        except ConfigError:  # no verdict head (continuous actions)
+            own = None
     first, last = veto_rates(metrics, steps)
     risk = [m for m in metrics if "shield/proposal_risk" in m]  # the unmasked policy's veto risk
     risk_first = statistics.mean(m["shield/proposal_risk"] for m in risk[: max(1, len(risk) // 10)]) if risk else None
@@ -61,7 +67,10 @@ def run(task: str, seed: int, mode: str, eval_episodes: int, steps: int | None, 
             "proposal_risk_first10": risk_first, "proposal_risk_last10": risk_last,
             "eval_shield_on": {"return": shielded["return_mean"], "success": rate(shielded),
                                "executed_violations": shielded["executed_violations"]},
-            "eval_shield_off": {"return": bare["return_mean"], "success": rate(bare)}}
+            "eval_shield_off": {"return": bare["return_mean"], "success": rate(bare),
+                                "executed_violations": bare["executed_violations"]},
+            "eval_shield_learned": None if own is None else {
+                "return": own["return_mean"], "success": rate(own), "executed_violations": own["executed_violations"]}}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +100,11 @@ def main(argv: list[str] | None = None) -> int:
                   f"{r['proposal_risk_last10'] if r['proposal_risk_last10'] is None else round(r['proposal_risk_last10'], 4)}; eval shield on: return {r['eval_shield_on']['return']:.2f}, "
                   f"success {r['eval_shield_on']['success']:.2f}, violations {r['eval_shield_on']['executed_violations']}; "
                   f"eval shield off: return {r['eval_shield_off']['return']:.2f}, success "
-                  f"{r['eval_shield_off']['success']:.2f}; {r['wall_s'] / 60:.1f} min", flush=True)
+                  f"{r['eval_shield_off']['success']:.2f}, violations {r['eval_shield_off']['executed_violations']}; "
+                  + ("" if r["eval_shield_learned"] is None else
+                     f"eval learned verdicts (no veto): return {r['eval_shield_learned']['return']:.2f}, success "
+                     f"{r['eval_shield_learned']['success']:.2f}, violations {r['eval_shield_learned']['executed_violations']}; ")
+                  + f"{r['wall_s'] / 60:.1f} min", flush=True)
     record("shield", {"task": args.task, "overrides": dict(kv.split("=", 1) for kv in args.set), "runs": rows}, command)
     print(f"\nreproduce: {command}")
     return 0

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from planners.returns import ReturnNormalizer, lambda_returns
-from worldmodel.dists import BoundedNormal, MultiCategorical, TwoHot
+from worldmodel.dists import BoundedNormal, MultiCategorical, TwoHot, narrow_mask
 from worldmodel.nets import MLP, adam
 
 
@@ -33,7 +33,10 @@ class Actor(nn.Module):
         self.net = MLP(feat_dim, out, units, layers, out_scale=0.01)
 
     def forward(self, feat: torch.Tensor, mask: torch.Tensor | None = None) -> MultiCategorical | BoundedNormal:
-        raw = self.net(feat)
+        return self.dist(self.net(feat), mask)
+
+    def dist(self, raw: torch.Tensor, mask: torch.Tensor | None = None) -> MultiCategorical | BoundedNormal:
+        """The distribution of the network's raw output (so one pass serves several masks)."""
         if self.sizes:
             return MultiCategorical(raw, self.sizes, self.unimix, mask)
         return BoundedNormal(raw, self.min_std, self.max_std)
@@ -87,13 +90,27 @@ class ActorCritic(nn.Module):
     @torch.no_grad()
     def act(self, model: Any, state: dict[str, torch.Tensor], mask: torch.Tensor | None = None,
             explore: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        dist = self.actor(model.feat(state), mask)
+        exact = mask  # the rules' verdicts at the real observation, or None
+        feat = model.feat(state)
+        raw = self.actor.net(feat)
+        # Under learned verdicts (discrete, shield.imagine): the agent's own proposal is the
+        # actor masked where its world model predicts the rules forbid an action, as in
+        # imagination; the rules' exact mask (when given) narrows it further, and decides
+        # alone in a head where the two leave nothing.
+        own = None
+        if self.imagine_masked and getattr(model, "verdict_head", None) is not None:
+            learned = model.allowed(feat) > 0.5  # (B, A)
+            own = self.actor.dist(raw, learned)
+            mask = learned if mask is None else narrow_mask(mask, learned, self.actor.sizes)
+        dist = self.actor.dist(raw, mask)
         action = dist.sample() if explore else dist.mode()
         info = {"preferences": dist.preferences()} if self.discrete else {}
-        if mask is not None and self.discrete and mask.shape[-1] == sum(dist.sizes):
-            # how often the policy would propose a forbidden action without its mask: the
-            # veto rate it still leans on (what `proposal_loss` teaches it out of)
-            info["proposal_risk"] = 1.0 - dist.allowed_logmass(mask).exp()
+        if mask is not None and self.discrete and mask.shape[-1] == sum(dist.sizes) and exact is not None:
+            # how often the agent would propose a forbidden action without the shield's mask:
+            # the veto rate it still leans on (under learned verdicts: the agent's own
+            # proposal; otherwise the bare actor, which `proposal_loss` teaches)
+            info["proposal_risk"] = 1.0 - (own.allowed_logmass(exact, masked=True) if own is not None
+                                           else dist.allowed_logmass(exact)).exp()
         return action, info
 
     def reset(self, done: torch.Tensor) -> None:

@@ -63,7 +63,7 @@ def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_
                        proposal_margin=cfg.shield.proposal_margin)
     p = cfg.planner
     # under an active shield the actor imagines under the learned verdicts
-    actor_critic.imagine_masked = learns_verdicts(cfg, act_spec) and cfg.shield.mode == "on"
+    actor_critic.imagine_masked = learns_verdicts(cfg, act_spec) and cfg.shield.mode in ("on", "learned")
     if p.kind == "actor":
         return actor_critic
     rules = None

@@ -129,14 +129,19 @@ def load(run: str | Path, device: str = "cpu", overrides: dict[str, Any] | None 
 
 def evaluate_run(run: str | Path, episodes: int = 10, shield: str | None = None, seed: int = 12345,
                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """shield: on (the real-step veto), off (no veto, no masks: the bare policy), learned (no
+    veto; the agent acts under its world model's learned verdicts), None (as trained). With
+    off and learned the rules still judge every executed step, so violations are counted."""
     overrides = dict(overrides or {})
-    if shield == "off":  # no rules anywhere: neither the real-step veto nor the planner's filter
-        overrides["shield.mode"] = "off"  # (shield.rules stays: it shapes the model's heads)
-    elif shield == "on":  # a run trained with shield.mode off, evaluated under its rules
-        overrides["shield.mode"] = "on"
+    if shield is not None:  # shield.rules stays in every mode: it shapes the model's heads
+        overrides["shield.mode"] = shield
     cfg = _run_config(run, overrides)
     agent = load(run, overrides=overrides)
-    rules = "" if shield == "off" else cfg.shield.rules
-    if shield == "on" and not rules:
+    if shield == "learned" and getattr(agent.model, "verdict_head", None) is None:
+        raise ConfigError(f"{run} has no learned verdicts (they need discrete actions, rules and "
+                          "shield.imagine); use --shield on or off")
+    rules = cfg.shield.rules
+    if shield is not None and not rules:
         raise ConfigError(f"{run} was trained without rules; pass --shield.rules FILE to evaluate with a shield")
-    return evaluate(agent, env_factory(cfg), episodes, seed=seed, shield_rules=rules)
+    return evaluate(agent, env_factory(cfg), episodes, seed=seed, shield_rules=rules,
+                    veto=cfg.shield.mode == "on")

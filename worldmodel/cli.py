@@ -106,8 +106,10 @@ def cmd_eval(args: argparse.Namespace, rest: list[str]) -> int:
                           overrides=overrides)
     print(f"return over {result['episodes']} episodes: mean {result['return_mean']:.2f}, "
           f"std {result['return_std']:.2f} (mean length {result['length_mean']:.1f})")
-    if "vetoes" in result:
+    if "vetoes" in result and result.get("veto", True):
         print(f"shield: {result['vetoes']} vetoes, {result['executed_violations']} executed violations")
+    elif "vetoes" in result:
+        print(f"shield judging only (no veto): {result['executed_violations']} executed violations")
     if "risk_counts" in result:
         fmt = lambda v: "n/a" if v is None else f"{v:.2f}"  # noqa: E731
         tp, fp, fn = result["risk_counts"]
@@ -202,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=12345)
-    p.add_argument("--shield", choices=["on", "off"], default=None,
-                   help="evaluate with the run's shield on or off (default: as trained)")
+    p.add_argument("--shield", choices=["on", "off", "learned"], default=None,
+                   help="evaluate with the run's shield on, off (the bare policy; rules only judge), "
+                        "or learned (no veto; the agent acts under its learned verdicts); default: as trained")
     p.set_defaults(func=cmd_eval)
     p = sub.add_parser("dream", help="video: the real episode next to what the model imagines")
     p.add_argument("--run", required=True, help="run directory")

@@ -176,7 +176,7 @@ CHOICES = {
     "actor.grad": ("auto", "reinforce", "dynamics"),
     "planner.kind": ("actor", "cem", "mppi"),
     "planner.latent": ("sample", "mode"),
-    "shield.mode": ("on", "off"),
+    "shield.mode": ("on", "off", "learned"),
 }
 
 

@@ -218,12 +218,14 @@ class MultiCategorical:
     def entropy(self) -> torch.Tensor:
         return _total(-(lp.exp() * lp).sum(-1) for lp in self.logps)
 
-    def allowed_logmass(self, allowed: torch.Tensor) -> torch.Tensor:
+    def allowed_logmass(self, allowed: torch.Tensor, masked: bool = False) -> torch.Tensor:
         """log P(an action sampled from the unmasked policy is allowed) (...,) for a per-action
         mask (..., sum sizes), heads independent. A head with nothing allowed (a dead end)
-        adds 0: the shield's fallback decides there, not the policy."""
-        total = torch.zeros(self.free_logps[0].shape[:-1], device=self.free_logps[0].device)
-        for lp, m in zip(self.free_logps, allowed.bool().split(list(self.sizes), -1)):
+        adds 0: the shield's fallback decides there, not the policy. masked=True: of the
+        policy under its own mask instead (the agent's proposal under learned verdicts)."""
+        logps = self.logps if masked else self.free_logps
+        total = torch.zeros(logps[0].shape[:-1], device=logps[0].device)
+        for lp, m in zip(logps, allowed.bool().split(list(self.sizes), -1)):
             inside = torch.logsumexp(lp.masked_fill(~m, -float("inf")), -1)
             total = total + torch.where(m.any(-1), inside, torch.zeros_like(inside))
         return total
@@ -231,6 +233,16 @@ class MultiCategorical:
     def preferences(self) -> torch.Tensor:
         """Per-action log-probs (..., sum sizes): the ranking the shield uses on a veto."""
         return torch.cat(self.logps, -1)
+
+
+def narrow_mask(outer: torch.Tensor, inner: torch.Tensor, sizes: tuple[int, ...]) -> torch.Tensor:
+    """(..., sum sizes) bool: outer & inner per head, or outer alone in a head where the
+    two leave nothing (inner is a guess, e.g. learned verdicts; outer is the rules' word)."""
+    out = []
+    for o, i in zip(outer.bool().split(list(sizes), -1), inner.bool().split(list(sizes), -1)):
+        both = o & i
+        out.append(torch.where(both.any(-1, keepdim=True), both, o))
+    return torch.cat(out, -1) if len(out) > 1 else out[0]
 
 
 def _total(terms: Iterator[torch.Tensor]) -> torch.Tensor:

@@ -306,8 +306,9 @@ class Trainer:
 
 @torch.no_grad()
 def evaluate(agent: Agent, make_env: Callable[[], gym.Env], episodes: int, seed: int = 0,
-             shield_rules: str = "", explore: bool = False) -> dict[str, Any]:
-    """Run `episodes` episodes in parallel envs (one each) with the greedy policy."""
+             shield_rules: str = "", explore: bool = False, veto: bool = True) -> dict[str, Any]:
+    """Run `episodes` episodes in parallel envs (one each) with the greedy policy. With
+    rules and veto=False the shield only judges: proposals run, violations are counted."""
     driver = Driver(make_env, episodes, seed=seed)
     shield = None
     if shield_rules:
@@ -324,12 +325,16 @@ def evaluate(agent: Agent, make_env: Callable[[], gym.Env], episodes: int, seed:
     try:
         while np.isnan(returns).any():
             mask = None
-            if shield is not None and agent.act_spec.kind == "discrete":
+            if veto and shield is not None and agent.act_spec.kind == "discrete":
                 mask = shield.rules.allowed_actions(step.raw_obs)
             action, info, carry = agent.policy(step.obs, step.is_first, carry, mask, explore=explore)
             env_action = agent.act_spec.to_env(action)
             if shield is not None:
+                proposed = env_action
                 env_action, sinfo = shield.filter(step.raw_obs, env_action, info.get("preferences"), step.is_first)
+                if not veto:  # judge only: the proposal runs, and a vetoed one is a violation
+                    env_action = proposed
+                    sinfo = {**sinfo, "executed_violation": np.asarray(sinfo["vetoed"], bool)}
                 live = np.isnan(returns) & ~step.is_last
                 vetoes += sinfo["vetoed"] & live
                 violations += sinfo["executed_violation"] & live
@@ -347,7 +352,7 @@ def evaluate(agent: Agent, make_env: Callable[[], gym.Env], episodes: int, seed:
     out = {"return_mean": float(returns.mean()), "return_std": float(returns.std()),
            "length_mean": float(lengths.mean()), "episodes": episodes, "returns": returns.tolist()}
     if shield is not None:
-        out.update(vetoes=int(vetoes.sum()), executed_violations=int(violations.sum()))
+        out.update(vetoes=int(vetoes.sum()), executed_violations=int(violations.sum()), veto=veto)
         if getattr(agent.planner, "shield", None) is not None:  # precision / recall of predicted vetoes
             tp, fp, fn = (int(v) for v in risk)
             out.update(risk_precision=tp / (tp + fp) if tp + fp else None,

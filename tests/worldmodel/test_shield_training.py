@@ -38,6 +38,10 @@ def test_shielded_training_never_executes_a_violation(tmp_path, capsys):
     assert main(["eval", "--run", str(run), "--episodes", "3"]) == 0
     assert "0 executed violations" in capsys.readouterr().out
     assert main(["eval", "--run", str(run), "--episodes", "3", "--shield", "off"]) == 0
+    assert "judging only (no veto)" in capsys.readouterr().out  # off still counts violations
+    # no veto, the agent under its own learned verdicts; the rules judge what it executes
+    assert main(["eval", "--run", str(run), "--episodes", "3", "--shield", "learned"]) == 0
+    assert "judging only (no veto)" in capsys.readouterr().out
 
 
 def test_allowed_logmass_hand_computed():
@@ -201,3 +205,64 @@ def test_verdict_head_is_built_and_trained_only_for_a_shielded_discrete_agent(tm
     last = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()][-1]
     assert last["loss/verdict"] < 4 * 0.7  # 4 actions: below chance (log 2 each) after 300 steps
     assert 0.0 <= last["imag_forbidden"] < 1.0
+
+
+def test_narrow_mask_keeps_the_rules_word_where_the_guess_leaves_nothing():
+    import torch
+
+    from worldmodel.dists import narrow_mask
+    exact = torch.tensor([[True, True, False], [True, False, False]])
+    learned = torch.tensor([[True, False, True], [False, True, True]])
+    # row 0: both allow action 0 only; row 1: nothing in common -> the rules' own mask
+    assert narrow_mask(exact, learned, (3,)).tolist() == [[True, False, False], [True, False, False]]
+    # per head: head 1 (2 actions) has something in common, head 0 does not
+    exact2 = torch.tensor([[True, False, True, True, False]])
+    learned2 = torch.tensor([[False, True, False, True, True]])
+    assert narrow_mask(exact2, learned2, (3, 2)).tolist() == [[True, False, True, True, False]]
+
+
+def test_acting_under_learned_verdicts_lowers_the_proposal_risk():
+    """The agent's own proposal (actor masked by its learned verdicts) avoids what its
+    world model predicts the rules forbid, without the shield's mask; the proposal risk
+    is measured on that proposal, so it falls as the verdicts are learned."""
+    import torch
+
+    from planners.actor_critic import ActorCritic
+
+    class Model:  # the learned verdict forbids action 1 where feat[0] > 0
+        verdict_head = True
+
+        def feat(self, state):
+            return state["feat"]
+
+        def allowed(self, feat):
+            p = torch.ones(feat.shape[0], 3)
+            p[:, 1] = (feat[:, 0] <= 0).float() * 0.9 + 0.05
+            return p
+
+    kw = dict(units=16, layers=1, horizon=4, gamma=0.9, lam=0.95, entropy=3e-4, unimix=0.01, min_std=0.1,
+              max_std=1.0, slow_rate=0.02, slowreg=1.0, grad="auto", bins=31, actor_lr=3e-3, critic_lr=1e-3,
+              actor_clip=100.0, critic_clip=100.0, retnorm_rate=0.01)
+    torch.manual_seed(0)
+    feat = torch.randn(512, 8)
+    positive = feat[:, 0] > 0
+    exact = torch.ones(512, 3, dtype=torch.bool)
+    exact[:, 1] = ~positive  # the rules agree with the learned verdict
+    ac = ActorCritic(8, 3, (3,), **kw)
+    ac.imagine_masked = True
+    action, _ = ac.act(Model(), {"feat": feat}, None)  # no shield mask: the agent's own judgement
+    assert action[positive, 1].sum() == 0 and action[~positive, 1].sum() > 0
+    _, info = ac.act(Model(), {"feat": feat}, exact)
+    assert info["proposal_risk"].max() < 1e-6  # it never proposes what the rules forbid
+    ac.imagine_masked = False  # the bare actor: about a third of its mass on action 1
+    action, info = ac.act(Model(), {"feat": feat}, None)
+    assert action[positive, 1].sum() > 0
+    _, info = ac.act(Model(), {"feat": feat}, exact)
+    assert 0.2 < info["proposal_risk"][positive].mean() < 0.5
+    # the learned verdicts forbid everything in a head: the rules' mask decides alone
+    class Blind(Model):
+        def allowed(self, feat):
+            return torch.zeros(feat.shape[0], 3)
+    ac.imagine_masked = True
+    action, _ = ac.act(Blind(), {"feat": feat}, exact)
+    assert action[positive, 1].sum() == 0 and action.sum() == 512
