@@ -79,6 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--decisions", type=int, default=50, help="timed decisions (after --warmup)")
     p.add_argument("--warmup", type=int, default=5)
+    p.add_argument("--run", nargs="*", default=[],
+                   help="--with-rules: trained runs to measure on (the one whose env matches), not untrained weights")
     p.add_argument("--with-rules", action="store_true",
                    help="also time each planner with the env's shipped rules in imagination, and print the overhead")
     # add_help=False: -h goes through to compare.py, which lists its own options
@@ -97,6 +99,11 @@ def compare(rest: list[str]) -> int:
               file=sys.stderr)
         return 2
     return sheeprl_compare.main(rest)
+
+
+def _run_env(run: str) -> str:
+    from worldmodel.api import _run_config
+    return str(_run_config(run).env.id)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -175,16 +182,17 @@ def main(argv: list[str] | None = None) -> int:
                 record("plan_speed", r, command)
                 print_row(r)
                 if args.with_rules and planner != "actor" and env_id in SHIPPED_RULES:
-                    rules = SHIPPED_RULES[env_id]
-                    ruled = time_decisions(env_id, args.preset, planner, args.samples, args.horizon, args.iterations,
-                                           args.threads, args.decisions, args.warmup,
-                                           overrides={"shield.rules": rules})
-                    ruled["rules"] = rules
-                    ruled["rules_overhead"] = ruled["planner_ms"] / r["planner_ms"] - 1.0
-                    record("plan_speed", ruled, command)
-                    print_row(ruled)
-                    print(f"  with {rules} in imagination: planner time {100 * ruled['rules_overhead']:+.1f}%",
-                          flush=True)
+                    from benchmarks.plan_speed import rules_overhead
+                    trained = [r for r in args.run if _run_env(r) == env_id]
+                    o = rules_overhead(env_id, SHIPPED_RULES[env_id], args.preset, planner, args.samples,
+                                       args.horizon, args.iterations, args.threads,
+                                       rounds=max(1, args.decisions // 5), warmup=args.warmup,
+                                       run=trained[0] if trained else None)
+                    record("plan_speed", o, command)
+                    print(f"  {o['rules']} (interleaved, {o['rounds']} x 5 decisions each): no rules "
+                          f"{o['ms_none']:.1f} ms, with the cost penalty {o['ms_objective']:.1f} ms, with the shield "
+                          f"in imagination {o['ms_shield']:.1f} ms: the shield adds {100 * o['shield_overhead']:+.1f}%, "
+                          f"all rule work {100 * o['rules_overhead']:+.1f}%", flush=True)
         print(f"(target: MPPI 256 x 5 x 3 within {TARGET_MS:g} ms per decision; preset {' '.join(args.preset)}, "
               f"{args.threads} thread(s), median of {args.decisions} decisions)")
     elif args.cmd == "report":

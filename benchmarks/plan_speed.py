@@ -90,6 +90,59 @@ def time_decisions(env_id: str = "Pendulum-v1", presets: list[str] | None = None
             "params": sum(agent.param_counts().values()), "target_ms": TARGET_MS}
 
 
+def rules_overhead(env_id: str, rules: str, presets: list[str] | None = None, planner: str = "mppi",
+                   samples: int = 128, horizon: int = 15, iterations: int = 2, threads: int = 1,
+                   rounds: int = 10, per_round: int = 5, warmup: int = 5, seed: int = 0,
+                   run: str | None = None) -> dict[str, Any]:
+    """The shield's share of planning, measured interleaved in one agent (shared machines are
+    noisy): each round times `per_round` decisions in each of three settings, in turn --
+      none:      no rules at all (no cost penalty, no check);
+      objective: the rules' cost penalty in the imagined return (the objective the critic of
+                 a rule-trained agent learned), no check;
+      shield:    the penalty and the shield in imagination (decode + rules + cost threshold).
+    Time per decision (`agent.act`), medians over all rounds. `run`: a trained run instead of
+    untrained weights. That matters here: the shield decodes the 2 x elites best candidates
+    first and the rest only when too few of those are safe, which an untrained model's
+    random predictions often are not."""
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    over = {"planner.kind": planner, "run.seed": seed, "shield.rules": rules, "planner.samples": samples,
+            "planner.horizon": horizon, "planner.iterations": iterations}
+    if run:
+        from worldmodel.api import _run_config, load
+        from worldmodel.trainer import env_factory
+        agent, env = load(run, overrides=over), env_factory(_run_config(run, over))()
+        torch.set_num_threads(threads)  # load() applied the run's run.threads
+    else:
+        agent, env = _agent(env_id, presets or ["small"], over)
+    mpc = agent.planner
+    shield, penalty = mpc.shield, mpc.actor_critic.cost_penalty
+    settings = {"none": (None, 0.0), "objective": (None, penalty), "shield": (shield, penalty)}
+    times: dict[str, list[float]] = {k: [] for k in settings}
+    obs, _ = env.reset(seed=seed)
+    state = None
+    for r in range(rounds + 1):  # round 0 warms up
+        names = list(settings)[r % 3:] + list(settings)[: r % 3]  # rotate the order
+        for name in names:
+            mpc.shield, mpc.actor_critic.cost_penalty = settings[name]
+            for _ in range(per_round if r else warmup):
+                t = time.perf_counter()
+                action, state = agent.act(obs, state)
+                if r:
+                    times[name].append(time.perf_counter() - t)
+                obs, _, terminated, truncated, _ = env.step(action)
+                if terminated or truncated:
+                    obs, _ = env.reset()
+                    state = None
+    env.close()
+    ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    return {"env": env_id, "rules": rules, "presets": presets or ["small"], "planner": planner, "threads": threads,
+            "samples": samples, "horizon": horizon, "iterations": iterations, "rounds": rounds,
+            "per_round": per_round, "run": run, "ms_none": ms["none"], "ms_objective": ms["objective"], "ms_shield": ms["shield"],
+            "shield_overhead": ms["shield"] / ms["objective"] - 1.0, "rules_overhead": ms["shield"] / ms["none"] - 1.0}
+
+
 def budget(row: dict[str, Any]) -> str:
     return "actor" if row["samples"] is None else f"{row['samples']} x {row['horizon']} x {row['iterations']}"
 

@@ -163,11 +163,19 @@ class LatentMPC(nn.Module):
         return actions
 
     # -- scoring ---------------------------------------------------------------------------
+    # With rules, the candidates with the best returns are checked first: 2 x elites of them.
+    # When at least `elites` of those are safe, the elites are exactly what checking all
+    # would pick (every unchecked candidate has a lower return than each checked one), so
+    # the rest is never decoded; otherwise all are checked. Halves the shield's cost at the
+    # default 128 samples / 32 elites, with the same plans.
+    check_factor = 2
+
     @torch.no_grad()
-    def _score(self, model: Any, start: State, actions: torch.Tensor
-               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Imagine actions (B*N, H, A) from start (B*N, ...) ->
-        (return, violations, robustness, first-step violation), each (B*N,)."""
+    def _score(self, model: Any, start: State, actions: torch.Tensor, B: int
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Imagine actions (B*N, H, A) from start (B*N, ...) -> (return, violations,
+        robustness, first-step violation), each (B, N), and the share of the checked
+        candidates predicted safe (B,). Unchecked candidates count as unsafe."""
         feats, _, _ = model.imagine(start, actions, self.horizon, **self._imagine_kw)  # (B*N, H+1, F)
         nxt = feats[:, 1:]
         reward = model.reward(nxt)                                     # (B*N, H)
@@ -182,12 +190,27 @@ class LatentMPC(nn.Module):
         discount = self.gamma ** torch.arange(self.horizon, device=feats.device, dtype=reward.dtype)
         value = self.actor_critic.value(feats[:, -1])                  # (B*N,)
         ret = (discount * reach * reward).sum(1) + self.gamma ** self.horizon * cont.prod(1) * value
-        ret = torch.nan_to_num(ret.float(), nan=-1e30, posinf=1e30, neginf=-1e30)
+        ret = torch.nan_to_num(ret.float(), nan=-1e30, posinf=1e30, neginf=-1e30).reshape(B, -1)
         if self.shield is None:
             zeros = torch.zeros_like(ret)
-            return ret, zeros, zeros, zeros.bool()
-        check = self.shield.check(model, feats, actions, cost)
-        return ret, check.violations, check.robustness, check.first_step
+            return ret, zeros, zeros, zeros.bool(), torch.ones_like(ret[:, 0])
+        N = ret.shape[1]
+        m = min(N, self.check_factor * self.elites)
+        order = ret.argsort(1, descending=True) if m < N else torch.arange(N, device=ret.device).expand(B, N)
+        violations = torch.full_like(ret, float("inf"))                 # unchecked: unsafe
+        robustness = torch.full_like(ret, -float("inf"))
+        first = torch.ones_like(ret, dtype=torch.bool)
+        for lo, hi in ((0, m), (m, N)):                                 # the best m, then the rest
+            part = order[:, lo:hi]
+            rows = (part + torch.arange(B, device=ret.device)[:, None] * N).flatten()
+            check = self.shield.check(model, feats[rows], actions[rows], cost[rows])
+            violations.scatter_(1, part, check.violations.reshape(B, -1).to(ret.dtype))
+            robustness.scatter_(1, part, check.robustness.reshape(B, -1).to(ret.dtype))
+            first.scatter_(1, part, check.first_step.reshape(B, -1))
+            checked = hi
+            if hi == N or bool(((violations == 0).sum(1) >= self.elites).all()):
+                break
+        return ret, violations, robustness, first, (violations == 0).float().sum(1) / checked
 
     def _select(self, ret: torch.Tensor, violations: torch.Tensor,
                 robustness: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -241,8 +264,8 @@ class LatentMPC(nn.Module):
             cand = self._sample(mean, std, N - M, mask)                  # (B, S, H, A)
             if proposed is not None:
                 cand = torch.cat([proposed, cand], 1)                    # (B, N, H, A)
-            scores = self._score(model, start, cand.reshape(B * N, H, A))
-            ret, violations, robustness, first_bad = (s.reshape(B, N) for s in scores)
+            ret, violations, robustness, first_bad, safe_share = self._score(
+                model, start, cand.reshape(B * N, H, A), B)             # (B, N) x 4, (B,)
             idx, enough = self._select(ret, violations, robustness)      # (B, k), (B,)
             elite = cand.gather(1, idx[:, :, None, None].expand(-1, -1, H, A))
             weight = self.elite_weights(ret.gather(1, idx), enough)      # (B, k)
@@ -262,7 +285,7 @@ class LatentMPC(nn.Module):
         if self.sizes:  # per-action log-probs of the first step: the veto ranking of the shield
             info["preferences"] = self._masked(mean, mask)[:, 0].clamp(min=1e-8).log()
         if self.shield is not None:
-            info["safe_fraction"] = (violations == 0).float().mean(1)
+            info["safe_fraction"] = safe_share  # of the last iteration's checked candidates
             # predicted probability that the executed first action is vetoed: the elite-weighted
             # share of elites whose first step is predicted to break a hard rule
             info["predicted_risk"] = (weight * first_bad.gather(1, idx).float()).sum(1)

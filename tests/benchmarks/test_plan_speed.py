@@ -39,11 +39,30 @@ def test_command_records_rows(results, capsys):
 
 def test_with_rules_times_the_planner_with_the_shipped_rules(results, capsys):
     assert main(["plan-speed", "--preset", "debug", "--env", "CartPole-v1", "--planner", "mppi", "actor",
-                 "--samples", "16", "--horizon", "2", "--iterations", "1", "--decisions", "3",
+                 "--samples", "16", "--horizon", "2", "--iterations", "1", "--decisions", "5",
                  "--warmup", "1", "--with-rules"]) == 0
     rows = [json.loads(line) for line in (results / "plan_speed.jsonl").read_text().splitlines()]
-    # the planner twice (without, then with the rules); the actor once: it checks no plans
+    # the planner, then its interleaved overhead row; the actor once: it checks no plans
     assert [(r["planner"], r.get("rules")) for r in rows] == [("mppi", None), ("mppi", "cartpole_track"),
                                                              ("actor", None)]
-    assert rows[1]["rules_overhead"] == rows[1]["planner_ms"] / rows[0]["planner_ms"] - 1.0
-    assert re.search(r"with cartpole_track in imagination: planner time [+-]\d", capsys.readouterr().out)
+    o = rows[1]
+    assert min(o["ms_none"], o["ms_objective"], o["ms_shield"]) > 0
+    assert o["shield_overhead"] == o["ms_shield"] / o["ms_objective"] - 1.0
+    assert o["rules_overhead"] == o["ms_shield"] / o["ms_none"] - 1.0
+    assert re.search(r"the shield adds [+-]\d+\.\d%, all rule work [+-]\d", capsys.readouterr().out)
+
+
+def test_rules_overhead_checks_plans_only_in_the_shield_setting():
+    """Each setting really is what it says: the shield's check runs only in 'shield'."""
+    from benchmarks.plan_speed import rules_overhead
+    from planners.imagined_shield import ImaginationShield
+    calls = []
+    check = ImaginationShield.check
+    ImaginationShield.check = lambda self, *a, **k: (calls.append(1), check(self, *a, **k))[1]
+    try:
+        r = rules_overhead("CartPole-v1", "cartpole_track", ["debug"], "mppi", samples=16, horizon=2,
+                           iterations=1, rounds=3, per_round=2, warmup=1)
+    finally:
+        ImaginationShield.check = check
+    assert len(calls) == 1 + 3 * 2  # warmup round + 3 rounds of 2 decisions, shield setting only
+    assert r["rounds"] == 3 and r["ms_shield"] > 0

@@ -274,9 +274,40 @@ def test_mode_latent_scores_each_plan_without_noise(dynamics):
     spread = {}
     for latent in ("sample", "mode"):
         planner = CEM(actor_critic(model.feat_dim, BOX), BOX, samples=64, horizon=3, latent=latent)
-        ret = planner._score(model, start, plan)[0]
+        ret = planner._score(model, start, plan, 1)[0]
         spread[latent] = float(ret.max() - ret.min())
     assert spread["mode"] == 0.0
     assert spread["sample"] > 0.0
     with pytest.raises(ValueError, match="planner.latent"):
         CEM(actor_critic(model.feat_dim, BOX), BOX, latent="mean")
+
+
+@pytest.mark.parametrize("kind", ["cem", "mppi"])
+@pytest.mark.parametrize("limit", ["0.5", "-0.7", "2.5"])
+def test_checking_the_best_candidates_first_picks_the_same_plans(kind, limit):
+    """The shield decodes only the 2 x elites best candidates when enough of them are safe;
+    the plans must be exactly those of checking every candidate (limit 0.5: some safe,
+    -0.7: the top ones are safe, 2.5: none are, so all are checked)."""
+    rules = RuleSet.from_string(FLOOR.replace("LIMIT", limit))
+    checked = []
+    outs = {}
+    for factor in (2, 10**6):
+        torch.manual_seed(0)  # the same actor weights (its proposals are candidates too)
+        planner = line_planner(kind, rules=rules)
+        planner.check_factor = factor
+        check = planner.shield.check
+        planner.shield.check = lambda *a, **k: (checked.append((factor, a[1].shape[0])), check(*a, **k))[1]
+        x = torch.linspace(-1.5, 1.5, 4)[:, None]
+        runs = []
+        for _ in range(3):
+            action, info = planner.act(LineModel(), {"x": x}, explore=True)
+            runs.append((action, planner.mean.clone(), info["predicted_risk"]))
+            x = x + action.clamp(-1, 1)
+        outs[factor] = runs
+    for (a1, m1, r1), (a2, m2, r2) in zip(outs[2], outs[10**6]):
+        assert torch.equal(a1, a2) and torch.equal(m1, m2) and torch.equal(r1, r2)
+    sizes = [n for f, n in checked if f == 2]
+    if limit == "-0.7":  # mostly safe plans: often only 2 x 16 of 256 per env were decoded
+        assert 4 * 32 in sizes
+    if limit == "2.5":  # nothing is safe: the other 224 are checked after the first 32
+        assert set(sizes) == {4 * 32, 4 * 224}
