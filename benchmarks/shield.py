@@ -57,7 +57,7 @@ def run(task: str, seed: int, mode: str, eval_episodes: int, steps: int | None, 
         except ConfigError:  # no verdict head (continuous actions)
             own = None
     first, last = veto_rates(metrics, steps)
-    risk = [m for m in metrics if "shield/proposal_risk" in m]  # the unmasked policy's veto risk
+    risk = [m for m in metrics if "shield/proposal_risk" in m]  # veto risk of the agent's own proposal
     risk_first = statistics.mean(m["shield/proposal_risk"] for m in risk[: max(1, len(risk) // 10)]) if risk else None
     risk_last = statistics.mean(m["shield/proposal_risk"] for m in risk[-max(1, len(risk) // 10):]) if risk else None
     rate = lambda r: sum(x > success for x in r["returns"]) / len(r["returns"])  # noqa: E731
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(r)
             print(f"{args.task} shield {mode} seed {seed}: train violations {r['train_executed_violations']} "
                   f"(vetoes {r['train_vetoes']}), veto rate first/last 10% {r['veto_rate_first10']:.4f}/"
-                  f"{r['veto_rate_last10']:.4f}, unmasked proposal risk first/last "
+                  f"{r['veto_rate_last10']:.4f}, proposal risk (the agent's own proposal) first/last "
                   f"{r['proposal_risk_first10'] if r['proposal_risk_first10'] is None else round(r['proposal_risk_first10'], 4)}/"
                   f"{r['proposal_risk_last10'] if r['proposal_risk_last10'] is None else round(r['proposal_risk_last10'], 4)}; eval shield on: return {r['eval_shield_on']['return']:.2f}, "
                   f"success {r['eval_shield_on']['success']:.2f}, violations {r['eval_shield_on']['executed_violations']}; "

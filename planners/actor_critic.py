@@ -109,8 +109,8 @@ class ActorCritic(nn.Module):
             # how often the agent would propose a forbidden action without the shield's mask:
             # the veto rate it still leans on (under learned verdicts: the agent's own
             # proposal; otherwise the bare actor, which `proposal_loss` teaches)
-            info["proposal_risk"] = 1.0 - (own.allowed_logmass(exact, masked=True) if own is not None
-                                           else dist.allowed_logmass(exact)).exp()
+            info["proposal_risk"] = (1.0 - (own.allowed_logmass(exact, masked=True) if own is not None
+                                            else dist.allowed_logmass(exact)).exp()).clamp(min=0.0)
         return action, info
 
     def reset(self, done: torch.Tensor) -> None:

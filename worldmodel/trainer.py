@@ -195,7 +195,7 @@ class Trainer:
                 for k in ("safe_fraction", "predicted_risk"):  # MPC with rules: imagined safety
                     if k in info:
                         window.setdefault(f"plan/{k}", []).append(float(np.mean(info[k])))
-                if "proposal_risk" in info and not prefill:  # the unmasked policy's veto risk
+                if "proposal_risk" in info and not prefill:  # veto risk of the agent's own proposal
                     window.setdefault("shield/proposal_risk", []).append(float(np.mean(info["proposal_risk"])))
                 if prefill:
                     action = random_actions(self.agent, E, self.rng)
