@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from envs.spaces import ActionSpec, is_image
+from symbolic import nodes
 
 
 @dataclass
@@ -72,6 +73,11 @@ class ImaginationShield:
         self.rules, self.act_spec, self.cost_threshold = rules, act_spec, cost_threshold
         self.space = getattr(rules, "observation_space", None)
         self.hard: torch.Tensor | None = getattr(rules, "hard", None)  # (R,) bool: which rules are hard
+        # Without future operators no rule reads the obs after the last action, so the last
+        # imagined state is not decoded (1 / (H+1) of the decoder's work); NaN stands in for it.
+        program = getattr(rules, "program", None)
+        self.reads_last = program is None or any(
+            nodes.is_future(x) for r in program.rules for x in nodes.walk(r.body))
 
     def env_actions(self, actions: torch.Tensor) -> np.ndarray:
         """Agent actions (N, H, A) -> env-native (N, H) ints, (N, H, k) ints or (N, H, d) floats."""
@@ -83,7 +89,12 @@ class ImaginationShield:
               cost: torch.Tensor | None = None) -> ImaginedCheck:
         """feats (N, H+1, F) of an imagined rollout, actions (N, H, A) that produced it;
         `cost` (N, H): the model's predicted cost of each action, when the caller has it."""
-        obs = native_observations(model.decode(feats), self.space)
+        if self.reads_last:
+            pred = model.decode(feats)
+        else:
+            pred = {k: torch.cat([v, torch.full_like(v[:, -1:], float("nan"))], 1)
+                    for k, v in model.decode(feats[:, :-1]).items()}
+        obs = native_observations(pred, self.space)
         result = self.rules.check_trajectories(obs, self.env_actions(actions))
         device = feats.device
         violations = result.violations.to(device).float()                     # (N,)

@@ -309,5 +309,5 @@ def test_checking_the_best_candidates_first_picks_the_same_plans(kind, limit):
     sizes = [n for f, n in checked if f == 2]
     if limit == "-0.7":  # mostly safe plans: often only 2 x 16 of 256 per env were decoded
         assert 4 * 32 in sizes
-    if limit == "2.5":  # nothing is safe: the other 224 are checked after the first 32
-        assert set(sizes) == {4 * 32, 4 * 224}
+    if limit == "2.5":  # nothing is safe: the other 224 after the first 32, then all at once
+        assert sizes[:2] == [4 * 32, 4 * 224] and set(sizes[2:]) == {4 * 256}
