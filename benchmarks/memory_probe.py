@@ -1,0 +1,138 @@
+"""Memory probe (issue 10): can each backbone's world model carry a cue across a gap?
+
+  python -m benchmarks.memory_probe [--backbones gru ssm hybrid] [--distances 2 8 24]
+                                    [--rewards cue xor] [--updates 4000] [--seeds 0]
+
+The CueMemory task (envs/builtin/cue_memory.py) tests memory only through the whole agent,
+where a policy must first learn from the model's rewards. This probe isolates the part the
+backbone decides: the world model alone (no actor, no env) is trained on sequences that
+follow CueMemory's layout exactly -- a cue one-hot at obs 0, `distance` blank obs, the query
+flag at obs `distance`, the answer action there, and the reward on the terminal obs after it
+-- with uniformly random cues and answers, and asked to predict that reward:
+
+  cue   reward +1 if the cue is 0, else -1: pure memory, the answer does not matter
+  xor   reward +1 if the answer equals the cue (CueMemory's own reward): memory and action
+
+Every `--every` updates the sign of the predicted terminal reward is scored on a fresh
+batch of 256 episodes. Reported: the first update count at which that accuracy reaches
+`--target` (0.95) and stays there for the next check too, or "not within" --updates.
+Chance is 0.5. Results go to benchmarks/results/memory_probe.jsonl.
+"""
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+BACKBONES = ("gru", "ssm", "hybrid")
+
+
+def episodes(rng: np.random.Generator, batch: int, distance: int, reward: str) -> dict[str, np.ndarray]:
+    """`batch` CueMemory episodes of `distance` + 2 obs each (2 cues), as replay stores them:
+    obs_t, the action taken at obs_t, the reward received on arriving at obs_t."""
+    T = distance + 2
+    cue = rng.integers(0, 2, batch)
+    answer = rng.integers(0, 2, batch)
+    obs = np.zeros((batch, T, 3), np.float32)
+    obs[np.arange(batch), 0, cue] = 1.0                     # the cue, at obs 0 only
+    obs[:, distance, 2] = 1.0                               # the query flag
+    blank = rng.integers(0, 2, (batch, T))                  # actions at blank obs are ignored
+    action = np.eye(2, dtype=np.float32)[np.where(np.arange(T) == distance, answer[:, None], blank)]
+    action[:, -1] = 0.0                                     # nothing is taken at the last obs
+    pays = cue == 0 if reward == "cue" else cue == answer
+    rew = np.zeros((batch, T), np.float32)
+    rew[:, -1] = np.where(pays, 1.0, -1.0)
+    last = np.zeros((batch, T), bool)
+    last[:, -1] = True
+    first = np.zeros((batch, T), bool)
+    first[:, 0] = True
+    return {"obs": obs, "action": action, "reward": rew, "is_first": first, "is_last": last,
+            "is_terminal": last, "cost": np.zeros((batch, T), np.float32), "mask": np.ones((batch, T), bool)}
+
+
+def probe(backbone: str, distance: int, reward: str, updates: int, every: int, target: float, seed: int,
+          presets: list[str], batch: int, overrides: dict[str, Any]) -> dict[str, Any]:
+    import gymnasium as gym
+    import torch
+
+    import envs  # noqa: F401  (registers worldmodel/ envs)
+    from envs.spaces import action_spec, obs_spec
+    from worldmodel.agent import Agent
+    from worldmodel.config import load_config
+    torch.manual_seed(seed)
+    env = gym.make("worldmodel/CueMemory-v0", length=distance)
+    cfg = load_config(presets, {"env.id": "worldmodel/CueMemory-v0", "model.dynamics": backbone,
+                                "run.seed": seed, **overrides})
+    agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), "cpu",
+                  env.observation_space, env.action_space)
+    env.close()
+    model, opt = agent.model, agent.model_opt
+    rng, test_rng = np.random.default_rng(seed), np.random.default_rng(10_000 + seed)
+    curve: list[tuple[int, float]] = []
+    reached = None
+    t0 = time.time()
+    for step in range(1, updates + 1):
+        total, _, _ = model.loss(agent.to_batch(episodes(rng, batch, distance, reward)))
+        opt.zero_grad(set_to_none=True)
+        total.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), agent.model_clip)
+        opt.step()
+        if step % every == 0:
+            test = agent.to_batch(episodes(test_rng, 256, distance, reward))
+            with torch.no_grad():
+                _, _, post = model.loss(test)
+                pred = model.reward(model.rssm.feat(post)[:, -1])
+            acc = float(((pred > 0) == (test["reward"][:, -1] > 0)).float().mean())
+            curve.append((step, acc))
+            if reached is None and len(curve) >= 2 and min(a for _, a in curve[-2:]) >= target:
+                reached = curve[-2][0]
+                break
+    return {"backbone": backbone, "distance": distance, "reward": reward, "seed": seed, "updates": updates,
+            "batch": batch, "target": target, "reached": reached, "final_accuracy": curve[-1][1] if curve else None,
+            "curve": curve, "wall_s": time.time() - t0}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    command = "python -m benchmarks.memory_probe " + " ".join(shlex.quote(a) for a in argv)
+    p = argparse.ArgumentParser(prog="python -m benchmarks.memory_probe", description=__doc__.split("\n")[0])
+    p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
+    p.add_argument("--distances", type=int, nargs="+", default=[2, 8, 24])
+    p.add_argument("--rewards", nargs="+", default=["cue", "xor"], choices=["cue", "xor"])
+    p.add_argument("--updates", type=int, default=4000, help="most world-model updates per probe")
+    p.add_argument("--every", type=int, default=100, help="updates between accuracy checks")
+    p.add_argument("--target", type=float, default=0.95, help="accuracy that counts as learned")
+    p.add_argument("--batch", type=int, default=16, help="episodes per update")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--preset", nargs="+", default=["small"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--set", nargs="*", default=[], help="dotted overrides key=value")
+    args = p.parse_args(argv)
+    import torch
+    torch.set_num_threads(args.threads)
+    from benchmarks.common import record
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    rows = []
+    print(f"{'reward':<6} {'distance':>8} {'backbone':<8} {'seed':>4} {'updates to learn':>16} "
+          f"{'final acc':>9} {'wall s':>7}", flush=True)
+    for reward in args.rewards:
+        for distance in args.distances:
+            for backbone in args.backbones:
+                for seed in args.seeds:
+                    r = probe(backbone, distance, reward, args.updates, args.every, args.target, seed,
+                              args.preset, args.batch, overrides)
+                    rows.append(r)
+                    got = f"{r['reached']:,}" if r["reached"] else f"> {args.updates:,}"
+                    print(f"{reward:<6} {distance:>8} {backbone:<8} {seed:>4} {got:>16} "
+                          f"{r['final_accuracy']:>9.2f} {r['wall_s']:>7.0f}", flush=True)
+    record("memory_probe", {"rows": rows, "preset": args.preset, "overrides": overrides}, command)
+    print(f"\nreproduce: {command}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

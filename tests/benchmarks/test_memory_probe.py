@@ -1,0 +1,48 @@
+"""The memory probe's synthetic episodes are CueMemory's, as replay stores them, and the
+probe runs for each backbone."""
+import json
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import envs  # noqa: F401  (registers worldmodel/ envs)
+from benchmarks.memory_probe import episodes, main
+
+
+@pytest.mark.parametrize("reward", ["cue", "xor"])
+def test_episodes_match_the_env(reward):
+    batch = episodes(np.random.default_rng(3), 8, 3, reward)
+    env = gym.make("worldmodel/CueMemory-v0", length=3)
+    for i in range(8):
+        obs, _ = env.reset(seed=i)
+        cue = int(batch["obs"][i, 0, :2].argmax())
+        env.unwrapped._cue = cue
+        obs = env.unwrapped._obs()
+        rewards = [0.0]
+        observations = [obs]
+        for t in range(4):  # distance + 1 actions; the last one answers
+            obs, r, terminated, _, _ = env.step(int(batch["action"][i, t].argmax()))
+            observations.append(obs)
+            rewards.append(r)
+            if terminated:
+                break
+        assert np.array_equal(np.stack(observations), batch["obs"][i])
+        if reward == "xor":  # CueMemory's own reward; "cue" replaces only the last one
+            assert np.array_equal(np.array(rewards, np.float32), batch["reward"][i])
+        assert not batch["reward"][i, :-1].any()
+        answer = int(batch["action"][i, 3].argmax())
+        want = (cue == 0) if reward == "cue" else (answer == cue)
+        assert batch["reward"][i, -1] == (1.0 if want else -1.0)
+    assert batch["is_first"][:, 0].all() and batch["is_terminal"][:, -1].all()
+    assert not batch["action"][:, -1].any()  # nothing is taken at the terminal obs
+
+
+@pytest.mark.parametrize("backbone", ["gru", "ssm", "hybrid"])
+def test_probe_runs_and_records(backbone, results, capsys):
+    assert main(["--backbones", backbone, "--distances", "1", "--rewards", "cue", "--updates", "4",
+                 "--every", "2", "--preset", "debug"]) == 0
+    row = json.loads((results / "memory_probe.jsonl").read_text().splitlines()[-1])["rows"][0]
+    assert row["backbone"] == backbone and len(row["curve"]) == 2
+    assert all(0.0 <= acc <= 1.0 for _, acc in row["curve"])
+    assert "updates to learn" in capsys.readouterr().out
