@@ -3,7 +3,7 @@
   python -m benchmarks report
 
 Reads benchmarks/results/<suite>.jsonl for each suite present (learning, speed, speed_grid,
-plan_speed, sheeprl, shield, scaling, kill_resume, backbones, planning_scaling) and keeps the
+plan_speed, sheeprl, shield, scaling, kill_resume, backbones, planning_scaling, memory_probe) and keeps the
 newest row per setting; where a row holds several seeds the table gives their median. Under
 each table: the commands that produced its rows. `learning_plots` draws return against env
 steps, one line per seed, one PNG per task and presets + overrides set, into the same folder.
@@ -209,10 +209,21 @@ def planning_scaling(root: Path) -> list[str]:
         latest.values())
 
 
+def memory_probe(root: Path) -> list[str]:
+    latest = newest([dict(p, command=row["command"], commit=row["commit"]) for row in load("memory_probe", root)
+                     for p in row["rows"]], lambda p: (p["reward"], p["distance"], p["backbone"], p["seed"]))
+    body = [[p["reward"], str(p["distance"]), p["backbone"], str(p["seed"]),
+             f"{p['reached']:,}" if p["reached"] else f"not within {p['updates']:,}",
+             fmt(p["final_accuracy"], ".2f"), p["commit"]] for p in latest.values()]
+    return _table("Memory probe: world-model updates until the cue-dependent reward is predicted", [
+        "reward", "cue distance", "backbone", "seed", "updates to 95% sign accuracy", "final accuracy",
+        "commit"], body, latest.values())
+
+
 SECTIONS: dict[str, Callable[[Path], list[str]]] = {
     "learning": learning, "speed": speed, "speed_grid": speed_grid, "plan_speed": plan_speed, "sheeprl": sheeprl,
     "shield": shield, "scaling": scaling, "kill_resume": kill_resume, "backbones": backbones,
-    "planning_scaling": planning_scaling}
+    "planning_scaling": planning_scaling, "memory_probe": memory_probe}
 
 
 def report(root: Path | None = None) -> str:

@@ -46,3 +46,6 @@ def test_probe_runs_and_records(backbone, results, capsys):
     assert row["backbone"] == backbone and len(row["curve"]) == 2
     assert all(0.0 <= acc <= 1.0 for _, acc in row["curve"])
     assert "updates to learn" in capsys.readouterr().out
+    from benchmarks.report import report
+    table = report(results)
+    assert "### Memory probe" in table and f"| cue | 1 | {backbone} | 0 | not within 4 |" in table
