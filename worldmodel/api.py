@@ -136,12 +136,12 @@ def evaluate_run(run: str | Path, episodes: int = 10, shield: str | None = None,
     if shield is not None:  # shield.rules stays in every mode: it shapes the model's heads
         overrides["shield.mode"] = shield
     cfg = _run_config(run, overrides)
+    rules = cfg.shield.rules
+    if shield is not None and not rules:
+        raise ConfigError(f"{run} was trained without rules; pass --shield.rules FILE to evaluate with a shield")
     agent = load(run, overrides=overrides)
     if shield == "learned" and getattr(agent.model, "verdict_head", None) is None:
         raise ConfigError(f"{run} has no learned verdicts (they need discrete actions, rules and "
                           "shield.imagine); use --shield on or off")
-    rules = cfg.shield.rules
-    if shield is not None and not rules:
-        raise ConfigError(f"{run} was trained without rules; pass --shield.rules FILE to evaluate with a shield")
     return evaluate(agent, env_factory(cfg), episodes, seed=seed, shield_rules=rules,
                     veto=cfg.shield.mode == "on")

@@ -254,6 +254,11 @@ def test_cli_trains_and_evaluates_with_mpc(env, rules, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "return over 2 episodes" in out
     assert ("planner calibration" in out) == bool(rules)
+    # no veto, the planner under the learned verdicts (discrete with rules); none without rules
+    code = main(["eval", "--run", run, "--episodes", "2", "--shield", "learned", "--planner.samples", "32"])
+    assert code == (0 if rules else 2)
+    if not rules:
+        assert "trained without rules" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("dynamics", ["gru", "ssm", "hybrid"])
