@@ -7,6 +7,11 @@ import numpy as np
 import envs  # noqa: F401  (registers worldmodel/ envs)
 from worldmodel.cli import main
 
+# a small discrete actor-critic (8 features, 3 actions) for the tests of masked acting
+AC_KW = dict(units=16, layers=1, horizon=4, gamma=0.9, lam=0.95, entropy=3e-4, unimix=0.01, min_std=0.1,
+             max_std=1.0, slow_rate=0.02, slowreg=1.0, grad="auto", bins=31, actor_lr=3e-3, critic_lr=1e-3,
+             actor_clip=100.0, critic_clip=100.0, retnorm_rate=0.01)
+
 
 def test_corridor_layout_satisfies_the_declared_invariant():
     # safe_corridor.rules assumes at most two hazard neighbours; check every reachable cell
@@ -160,13 +165,10 @@ def test_actor_imagines_under_the_predicted_verdicts():
         def requires_grad_(self, flag):
             return self
 
-    kw = dict(units=16, layers=1, horizon=4, gamma=0.9, lam=0.95, entropy=3e-4, unimix=0.01, min_std=0.1,
-              max_std=1.0, slow_rate=0.02, slowreg=1.0, grad="auto", bins=31, actor_lr=3e-3, critic_lr=1e-3,
-              actor_clip=100.0, critic_clip=100.0, retnorm_rate=0.01)
     torch.manual_seed(0)
     feat = torch.randn(256, 8)
     labels = torch.ones(256, 3, dtype=torch.bool)
-    ac = ActorCritic(8, 3, (3,), **kw)
+    ac = ActorCritic(8, 3, (3,), **AC_KW)
     ac.imagine_masked = True
     out = ac.update(Model(), {"feat": feat}, torch.ones(256), torch.ones(256), labels)
     actions = torch.stack(taken)  # (H, N, 3) one-hots
@@ -240,15 +242,12 @@ def test_acting_under_learned_verdicts_lowers_the_proposal_risk():
             p[:, 1] = (feat[:, 0] <= 0).float() * 0.9 + 0.05
             return p
 
-    kw = dict(units=16, layers=1, horizon=4, gamma=0.9, lam=0.95, entropy=3e-4, unimix=0.01, min_std=0.1,
-              max_std=1.0, slow_rate=0.02, slowreg=1.0, grad="auto", bins=31, actor_lr=3e-3, critic_lr=1e-3,
-              actor_clip=100.0, critic_clip=100.0, retnorm_rate=0.01)
     torch.manual_seed(0)
     feat = torch.randn(512, 8)
     positive = feat[:, 0] > 0
     exact = torch.ones(512, 3, dtype=torch.bool)
     exact[:, 1] = ~positive  # the rules agree with the learned verdict
-    ac = ActorCritic(8, 3, (3,), **kw)
+    ac = ActorCritic(8, 3, (3,), **AC_KW)
     ac.imagine_masked = True
     action, _ = ac.act(Model(), {"feat": feat}, None)  # no shield mask: the agent's own judgement
     assert action[positive, 1].sum() == 0 and action[~positive, 1].sum() > 0
