@@ -97,11 +97,14 @@ class ActorCritic(nn.Module):
         # actor masked where its world model predicts the rules forbid an action, as in
         # imagination; the rules' exact mask (when given) narrows it further, and decides
         # alone in a head where the two leave nothing.
-        own = None
+        own = None  # the own proposal's distribution, when an exact mask is there to score it
         if self.imagine_masked and getattr(model, "verdict_head", None) is not None:
             learned = model.allowed(feat) > 0.5  # (B, A)
-            own = self.actor.dist(raw, learned)
-            mask = learned if mask is None else narrow_mask(mask, learned, self.actor.sizes)
+            if mask is None:
+                mask = learned
+            else:
+                own = self.actor.dist(raw, learned)
+                mask = narrow_mask(mask, learned, self.actor.sizes)
         dist = self.actor.dist(raw, mask)
         action = dist.sample() if explore else dist.mode()
         info = {"preferences": dist.preferences()} if self.discrete else {}

@@ -203,12 +203,8 @@ class Trainer:
                 env_action = self.agent.act_spec.to_env(action)
                 cost_now = np.zeros(E, np.float32)
                 if self.shield is not None:
-                    proposed = env_action
-                    env_action, sinfo = self.shield.filter(step_data.raw_obs, env_action,
-                                                           info.get("preferences"), step_data.is_first)
-                    if not veto:  # shield.mode off: judge the proposal, execute it anyway
-                        env_action = proposed
-                        sinfo = {**sinfo, "executed_violation": np.asarray(sinfo["vetoed"], bool)}
+                    env_action, sinfo = shield_step(self.shield, step_data, env_action,
+                                                    info.get("preferences"), veto)
                     cost_now = np.asarray(sinfo["cost"], np.float32)
                     self.counters["vetoes"] += int(np.sum(sinfo["vetoed"] & ~step_data.is_last))
                     self.counters["executed_violations"] += int(np.sum(sinfo["executed_violation"] & ~step_data.is_last))
@@ -304,6 +300,17 @@ class Trainer:
         return summary
 
 
+def shield_step(shield: Any, step: Any, env_action: np.ndarray, preferences: Any,
+                veto: bool) -> tuple[np.ndarray, dict[str, Any]]:
+    """The real-step shield on the proposed env actions -> (actions to execute, shield info).
+    veto=False (shield.mode off | learned) only judges: the proposal runs, and a proposal the
+    shield would have vetoed counts as an executed violation."""
+    executed, sinfo = shield.filter(step.raw_obs, env_action, preferences, step.is_first)
+    if veto:
+        return executed, sinfo
+    return env_action, {**sinfo, "executed_violation": np.asarray(sinfo["vetoed"], bool)}
+
+
 @torch.no_grad()
 def evaluate(agent: Agent, make_env: Callable[[], gym.Env], episodes: int, seed: int = 0,
              shield_rules: str = "", explore: bool = False, veto: bool = True) -> dict[str, Any]:
@@ -330,11 +337,7 @@ def evaluate(agent: Agent, make_env: Callable[[], gym.Env], episodes: int, seed:
             action, info, carry = agent.policy(step.obs, step.is_first, carry, mask, explore=explore)
             env_action = agent.act_spec.to_env(action)
             if shield is not None:
-                proposed = env_action
-                env_action, sinfo = shield.filter(step.raw_obs, env_action, info.get("preferences"), step.is_first)
-                if not veto:  # judge only: the proposal runs, and a vetoed one is a violation
-                    env_action = proposed
-                    sinfo = {**sinfo, "executed_violation": np.asarray(sinfo["vetoed"], bool)}
+                env_action, sinfo = shield_step(shield, step, env_action, info.get("preferences"), veto)
                 live = np.isnan(returns) & ~step.is_last
                 vetoes += sinfo["vetoed"] & live
                 violations += sinfo["executed_violation"] & live
