@@ -71,6 +71,7 @@ class LatentMPC(nn.Module):
         # the warm-started plan per env: mean (B, H, A) or probs (B, H, A); None until first act
         self.mean: torch.Tensor | None = None
         self.last_plan: torch.Tensor | None = None  # the fitted plan before the shift (for tests/logs)
+        self._check_all: dict[int, bool] = {}  # per iteration: check every candidate in one pass
 
     # -- the wrapped actor-critic ------------------------------------------------------
     @property
@@ -167,12 +168,14 @@ class LatentMPC(nn.Module):
     # When at least `elites` of those are safe, the elites are exactly what checking all
     # would pick (every unchecked candidate has a lower return than each checked one), so
     # the rest is never decoded; otherwise all are checked. Halves the shield's cost at the
-    # default 128 samples / 32 elites, with the same plans.
+    # default 128 samples / 32 elites, with the same plans. When the best ones were not
+    # enough, the same iteration of the next decision checks all in one pass, until a full
+    # check shows that the best ones alone would have been (safe shares stay similar from
+    # one step to the next, but not from one iteration to the next).
     check_factor = 2
-    _check_all = False
 
     @torch.no_grad()
-    def _score(self, model: Any, start: State, actions: torch.Tensor, B: int
+    def _score(self, model: Any, start: State, actions: torch.Tensor, B: int, iteration: int = 0
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Imagine actions (B*N, H, A) from start (B*N, ...) -> (return, violations,
         robustness, first-step violation), each (B, N), and the share of the checked
@@ -196,14 +199,22 @@ class LatentMPC(nn.Module):
             zeros = torch.zeros_like(ret)
             return ret, zeros, zeros, zeros.bool(), torch.ones_like(ret[:, 0])
         N = ret.shape[1]
-        # after a decision where the best m were not enough, check all at once (same result,
-        # one decoder pass instead of two)
-        m = N if self._check_all else min(N, self.check_factor * self.elites)
-        order = ret.argsort(1, descending=True) if m < N else torch.arange(N, device=ret.device).expand(B, N)
+        top = min(N, self.check_factor * self.elites)
+        # per iteration: the first samples widely (many unsafe), later ones from refitted plans
+        check_all = self._check_all.setdefault(iteration, False)
+        if top == N or check_all:  # everything in one pass, in place: no reordering, no copies
+            check = self.shield.check(model, feats, actions, cost)
+            violations = check.violations.reshape(B, N).to(ret.dtype)
+            # would the best `top` alone have held k safe ones? Then try that next time
+            best = ret.topk(top, 1).indices
+            self._check_all[iteration] = bool(((violations.gather(1, best) == 0).sum(1) < self.elites).any())
+            return (ret, violations, check.robustness.reshape(B, N).to(ret.dtype),
+                    check.first_step.reshape(B, N), (violations == 0).float().mean(1))
+        order = ret.argsort(1, descending=True)
         violations = torch.full_like(ret, float("inf"))                 # unchecked: unsafe
         robustness = torch.full_like(ret, -float("inf"))
         first = torch.ones_like(ret, dtype=torch.bool)
-        for lo, hi in ((0, m), (m, N)):                                 # the best m, then the rest
+        for lo, hi in ((0, top), (top, N)):                             # the best `top`, then the rest
             part = order[:, lo:hi]
             rows = (part + torch.arange(B, device=ret.device)[:, None] * N).flatten()
             check = self.shield.check(model, feats[rows], actions[rows], cost[rows])
@@ -213,7 +224,8 @@ class LatentMPC(nn.Module):
             checked = hi
             if hi == N or bool(((violations == 0).sum(1) >= self.elites).all()):
                 break
-        self._check_all = bool(((violations == 0).sum(1) < self.elites).any())
+        # the best `top` were not enough: check all at once next time (one decoder pass, not two)
+        self._check_all[iteration] = checked == N
         return ret, violations, robustness, first, (violations == 0).float().sum(1) / checked
 
     def _select(self, ret: torch.Tensor, violations: torch.Tensor,
@@ -264,12 +276,12 @@ class LatentMPC(nn.Module):
         proposed = None
         if M:
             proposed = self._propose(model, repeat(M), mask).reshape(B, M, H, A)
-        for _ in range(self.iterations):
+        for it in range(self.iterations):
             cand = self._sample(mean, std, N - M, mask)                  # (B, S, H, A)
             if proposed is not None:
                 cand = torch.cat([proposed, cand], 1)                    # (B, N, H, A)
             ret, violations, robustness, first_bad, safe_share = self._score(
-                model, start, cand.reshape(B * N, H, A), B)             # (B, N) x 4, (B,)
+                model, start, cand.reshape(B * N, H, A), B, it)         # (B, N) x 4, (B,)
             idx, enough = self._select(ret, violations, robustness)      # (B, k), (B,)
             elite = cand.gather(1, idx[:, :, None, None].expand(-1, -1, H, A))
             weight = self.elite_weights(ret.gather(1, idx), enough)      # (B, k)

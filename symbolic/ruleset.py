@@ -91,6 +91,7 @@ class RuleSet:
         self.hard_names = [r.name for r in program.rules if r.kind == "hard"]
         self.soft_names = [r.name for r in program.rules if r.kind == "soft"]
         self.hard = torch.tensor([r.kind == "hard" for r in program.rules], dtype=torch.bool)
+        self._hard_indices = [i for i, r in enumerate(program.rules) if r.kind == "hard"]
         self.step_evaluable = list(self.compiled.step_evaluable)
 
     @classmethod
@@ -187,11 +188,13 @@ class RuleSet:
 
     # ---- imagined trajectories ---------------------------------------------
     def check_trajectories(self, obs_seq: AnyType, action_seq: AnyType,
-                           history: History | None = None) -> TrajectoryCheck:
+                           history: History | None = None, hard_only: bool = False) -> TrajectoryCheck:
         """Rules over imagined rollouts: obs (N, H+1, ...), actions (N, H, ...).
 
         Rules are checked at steps 0..H-1; ``next`` at step H-1 reads obs H.
         Future windows reaching past step H (or needing action H) are violations.
+        ``hard_only``: evaluate the hard rules alone (a planner discards plans by them and
+        nothing else); ``violated`` then has one row per hard rule, in file order.
         """
         values = bindings.observation_values(self.program, obs_seq, 2, self.dtype)
         rows, steps = next(iter(values.values())).shape if values else np.shape(action_seq)[:2]
@@ -201,10 +204,12 @@ class RuleSet:
             values.update({k: torch.cat([v, pad], 1) for k, v in acts.items()})
             steps = next(iter(acts.values())).shape[1] + 1
         trace = Trace(values, (rows, steps), history=history or {})
-        ok, rob = self.compiled.evaluate(trace)
+        which = self._hard_indices if hard_only else None
+        hard = self.hard[which] if hard_only else self.hard
+        ok, rob = self.compiled.evaluate(trace, which)
         ok, rob = ok[..., : steps - 1], rob[..., : steps - 1]  # (N, R, H)
-        hard_bad = ~ok & self.hard[None, :, None]
-        hard_rob = torch.where(self.hard[None, :, None], rob, torch.full_like(rob, float("inf")))
+        hard_bad = ~ok & hard[None, :, None]
+        hard_rob = torch.where(hard[None, :, None], rob, torch.full_like(rob, float("inf")))
         robustness = hard_rob.flatten(1).amin(1) if hard_rob.numel() else torch.full((rows,), BIG)
         device = _device(obs_seq)
         return TrajectoryCheck(feasible=(~hard_bad.flatten(1).any(1)).to(device),

@@ -1,4 +1,4 @@
-"""The shield in imagination: what it decodes, and that skipping work never changes a verdict."""
+"""The shield in imagination: its verdicts on decoded imagined states, counted by hand."""
 from __future__ import annotations
 
 import gymnasium as gym
@@ -20,32 +20,27 @@ AHEAD = NOW + 'rule ahead (hard) "the next x stays above -2.5": next(x >= -2.5)\
 
 
 class Decoder:
-    """feat (..., 1) is the predicted x itself; counts the states it decodes."""
-
-    def __init__(self) -> None:
-        self.decoded = 0
+    """feat (..., 1) is the predicted x itself."""
 
     def decode(self, feat):
-        self.decoded += feat.shape[:-1].numel()
         return {"obs": feat}
 
     def cost(self, feat):
         return torch.zeros(feat.shape[:-1])
 
 
-def test_the_last_state_is_decoded_only_when_a_rule_looks_ahead():
+def test_imagined_violations_match_a_count_by_hand():
     spec = action_spec(gym.spaces.Box(-1.0, 1.0, (1,), np.float32))
     torch.manual_seed(0)
-    feats = torch.randn(64, 6, 1)        # N = 64 candidates, H = 5
+    feats = torch.randn(64, 6, 1) * 2     # N = 64 candidates, H = 5: x_0 .. x_5
     actions = torch.rand(64, 5, 1) * 2 - 1
-    for text, reads_last in ((NOW, False), (AHEAD, True)):
-        shield = ImaginationShield(RuleSet.from_string(text), spec)
-        assert shield.reads_last == reads_last
-        model = Decoder()
-        check = shield.check(model, feats, actions)
-        assert model.decoded == 64 * (6 if reads_last else 5)
-        shield.reads_last = True  # decode everything: the verdicts must not change
-        full = shield.check(Decoder(), feats, actions)
-        assert torch.equal(check.violations, full.violations) and torch.equal(check.first_step, full.first_step)
-        assert torch.allclose(check.robustness, full.robustness)
+    x, u = feats[..., 0], actions[..., 0]
+    low = x[:, :5] < u - 2                # rule `low` broken at step t (reads x_t, u_t)
+    ahead = x[:, 1:] < -2.5               # rule `ahead` at step t reads x_{t+1}, the last step x_5
+    for text in (NOW, AHEAD):
+        check = ImaginationShield(RuleSet.from_string(text), spec).check(Decoder(), feats, actions)
+        expect = low.sum(1) + (ahead.sum(1) if text == AHEAD else 0)
+        assert torch.equal(check.violations, expect.float())
+        first = low[:, 0] | (ahead[:, 0] if text == AHEAD else False)
+        assert torch.equal(check.first_step, first)
         assert 0 < int((check.violations > 0).sum()) < 64  # the case is not trivial

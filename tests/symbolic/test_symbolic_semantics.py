@@ -156,6 +156,9 @@ def test_horizon_overrun_is_a_violation() -> None:
     assert violated[0, 2].tolist() == [False, False, True]    # next action at step 3 is unknown
     assert violated[0, 3].tolist() == [False, False, False]   # past before start is neutral
     assert check.violations.tolist() == [1, 1] and not check.feasible.any()
+    hard = rules.check_trajectories(obs, act, hard_only=True)  # what a planner evaluates
+    assert torch.equal(hard.violated, violated[:, :1])
+    assert torch.equal(hard.violations, check.violations) and torch.equal(hard.robustness, check.robustness)
 
 
 def test_trajectory_feasibility_and_robustness() -> None:
