@@ -198,7 +198,15 @@ class LatentMPC(nn.Module):
         if self.shield is None:
             zeros = torch.zeros_like(ret)
             return ret, zeros, zeros, zeros.bool(), torch.ones_like(ret[:, 0])
-        N = ret.shape[1]
+        return (ret, *self._check(model, feats, actions, cost, ret, iteration))
+
+    def _check(self, model: Any, feats: torch.Tensor, actions: torch.Tensor, cost: torch.Tensor,
+               ret: torch.Tensor, iteration: int
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The shield on imagined candidates: feats (B*N, H+1, F), actions (B*N, H, A), cost
+        (B*N, H), returns (B, N) -> violations, robustness, first-step violation, each (B, N),
+        and the share of the checked candidates predicted safe (B,)."""
+        B, N = ret.shape
         top = min(N, self.check_factor * self.elites)
         # per iteration: the first samples widely (many unsafe), later ones from refitted plans
         check_all = self._check_all.setdefault(iteration, False)
@@ -208,7 +216,7 @@ class LatentMPC(nn.Module):
             # would the best `top` alone have held k safe ones? Then try that next time
             best = ret.topk(top, 1).indices
             self._check_all[iteration] = bool(((violations.gather(1, best) == 0).sum(1) < self.elites).any())
-            return (ret, violations, check.robustness.reshape(B, N).to(ret.dtype),
+            return (violations, check.robustness.reshape(B, N).to(ret.dtype),
                     check.first_step.reshape(B, N), (violations == 0).float().mean(1))
         order = ret.argsort(1, descending=True)
         violations = torch.full_like(ret, float("inf"))                 # unchecked: unsafe
@@ -224,9 +232,9 @@ class LatentMPC(nn.Module):
             checked = hi
             if hi == N or bool(((violations == 0).sum(1) >= self.elites).all()):
                 break
-        # the best `top` were not enough: check all at once next time (one decoder pass, not two)
+        # a second pass was needed: next time check all at once (one decoder pass, not two)
         self._check_all[iteration] = checked == N
-        return ret, violations, robustness, first, (violations == 0).float().sum(1) / checked
+        return violations, robustness, first, (violations == 0).float().sum(1) / checked
 
     def _select(self, ret: torch.Tensor, violations: torch.Tensor,
                 robustness: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
