@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from planners.base import imagine_indexed, with_index
 from planners.returns import ReturnNormalizer, lambda_returns
 from worldmodel.dists import BoundedNormal, MultiCategorical, TwoHot, narrow_mask
 from worldmodel.nets import MLP, adam
@@ -25,15 +26,18 @@ from worldmodel.nets import MLP, adam
 
 class Actor(nn.Module):
     def __init__(self, feat_dim: int, action_dim: int, sizes: tuple[int, ...], *, units: int,
-                 layers: int, unimix: float, min_std: float, max_std: float) -> None:
+                 layers: int, unimix: float, min_std: float, max_std: float,
+                 latent: tuple[int, int, int] | None = None) -> None:
         super().__init__()
         self.sizes, self.unimix = sizes, unimix
         self.min_std, self.max_std = min_std, max_std
         out = action_dim if sizes else 2 * action_dim
-        self.net = MLP(feat_dim, out, units, layers, out_scale=0.01)
+        self.net = MLP(feat_dim, out, units, layers, out_scale=0.01, latent=latent)
 
-    def forward(self, feat: torch.Tensor, mask: torch.Tensor | None = None) -> MultiCategorical | BoundedNormal:
-        return self.dist(self.net(feat), mask)
+    def forward(self, feat: torch.Tensor, mask: torch.Tensor | None = None,
+                index: torch.Tensor | None = None) -> MultiCategorical | BoundedNormal:
+        """`index`: the latent classes of feat (..., S), when known (see worldmodel/nets.py)."""
+        return self.dist(self.net(feat, index), mask)
 
     def dist(self, raw: torch.Tensor, mask: torch.Tensor | None = None) -> MultiCategorical | BoundedNormal:
         """The distribution of the network's raw output (so one pass serves several masks)."""
@@ -50,11 +54,14 @@ class ActorCritic(nn.Module):
                  min_std: float, max_std: float, slow_rate: float, slowreg: float, grad: str,
                  bins: int, actor_lr: float, critic_lr: float, actor_clip: float, critic_clip: float,
                  retnorm_rate: float, eps: float = 1e-5, cost_penalty: float = 0.0,
-                 proposal_loss: float = 0.0, proposal_margin: float = 0.05) -> None:
+                 proposal_loss: float = 0.0, proposal_margin: float = 0.05,
+                 latent: tuple[int, int, int] | None = None) -> None:
         super().__init__()
+        # latent: the feature's layout (deter, groups, classes), so that the first layers can
+        # take the sampled classes instead of the one-hot (worldmodel/nets.py LatentLinear)
         self.actor = Actor(feat_dim, action_dim, sizes, units=units, layers=layers, unimix=unimix,
-                           min_std=min_std, max_std=max_std)
-        self.critic = MLP(feat_dim, bins, units, layers, out_scale=0.0)
+                           min_std=min_std, max_std=max_std, latent=latent)
+        self.critic = MLP(feat_dim, bins, units, layers, out_scale=0.0, latent=latent)
         self.slow_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.twohot = TwoHot(bins)
         self.horizon, self.gamma, self.lam, self.entropy = horizon, gamma, lam, entropy
@@ -119,8 +126,8 @@ class ActorCritic(nn.Module):
     def reset(self, done: torch.Tensor) -> None:
         pass  # a policy keeps no per-env planning state
 
-    def value(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.twohot.mean(self.critic(feat))
+    def value(self, feat: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        return self.twohot.mean(self.critic(feat, index))
 
     # -- learning -----------------------------------------------------------------------
     def update(self, model: Any, start: dict[str, torch.Tensor], start_cont: torch.Tensor,
@@ -135,17 +142,17 @@ class ActorCritic(nn.Module):
         # only once the model learns verdicts: the replay has the shield's labels (`allowed`)
         use_mask = self.imagine_masked and allowed is not None and getattr(model, "verdict_head", None) is not None
 
-        def policy(feat: torch.Tensor) -> torch.Tensor:
+        def policy(feat: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
             # The actor's log-prob and entropy are kept while imagining, so the actor is not
             # run a second time over all N*H states for its loss (measured: a second, batched
             # pass is 2% faster for `small` but 5% slower for `medium`).
             mask = None
             if use_mask:
                 with torch.no_grad():
-                    mask = model.allowed(feat.detach()) > 0.5  # (N, A)
+                    mask = with_index(model.allowed, feat.detach(), index) > 0.5  # (N, A)
                 masked.append(1.0 - mask.float().mean())
             with torch.enable_grad():  # REINFORCE imagines under no_grad; the actor needs it
-                dist = self.actor(feat, mask)
+                dist = self.actor(feat, mask, index)
                 action = dist.rsample() if dynamics else dist.sample()
                 entropies.append(dist.entropy())
                 if not dynamics:
@@ -158,12 +165,14 @@ class ActorCritic(nn.Module):
         model.requires_grad_(False)  # the model is a fixed simulator here
         try:
             with contextlib.nullcontext() if dynamics else torch.no_grad():
-                feat, _, _ = model.imagine(start, policy, self.horizon, time_major=True)
+                # index (H+1, N, S): the latent classes of feat, for the heads (or None)
+                feat, _, _, index = imagine_indexed(model, start, policy, self.horizon, time_major=True)
                 nxt = feat[1:]  # (H, N, F)
-                reward = model.reward(nxt)  # (H, N)
+                idx, idx_next, idx_last = ((None,) * 3 if index is None else (index[:-1], index[1:], index[-1:]))
+                reward = with_index(model.reward, nxt, idx_next)  # (H, N)
                 if self.cost_penalty:
-                    reward = reward - self.cost_penalty * model.cost(nxt)
-                cont = torch.cat([start_cont[None].float(), model.cont(nxt)], 0)  # (H+1, N)
+                    reward = reward - self.cost_penalty * with_index(model.cost, nxt, idx_next)
+                cont = torch.cat([start_cont[None].float(), with_index(model.cont, nxt, idx_next)], 0)  # (H+1, N)
         finally:
             model.requires_grad_(True)
         # weight of each imagined state: probability it is reached, times the start's weight
@@ -172,16 +181,16 @@ class ActorCritic(nn.Module):
         feat_c = feat.detach()
         # The critic's loss covers s_0..s_{H-1}: its pass (with gradients) serves the values
         # of those states too; the bootstrap value of s_H comes from a pass without them.
-        logits = self.critic(feat_c[:-1])  # (H, N, K)
+        logits = self.critic(feat_c[:-1], idx)  # (H, N, K)
         if dynamics:  # returns must carry gradients through the values of imagined states
             self.critic.requires_grad_(False)  # ...to the actor only: no critic weight gradients
             try:
-                value = self.twohot.mean(self.critic(feat))  # (H+1, N)
+                value = self.twohot.mean(self.critic(feat, index))  # (H+1, N)
             finally:
                 self.critic.requires_grad_(True)
         else:
             with torch.no_grad():
-                value = torch.cat([self.twohot.mean(logits), self.twohot.mean(self.critic(feat_c[-1:]))], 0)
+                value = torch.cat([self.twohot.mean(logits), self.twohot.mean(self.critic(feat_c[-1:], idx_last))], 0)
         # lambda_returns takes (N, H) tensors: transposed views of the small (H, N) ones
         ret = lambda_returns(reward.t(), cont[1:].t(), value.t(), self.gamma, self.lam).t()  # (H, N)
         self.retnorm.update(ret)
@@ -198,7 +207,7 @@ class ActorCritic(nn.Module):
             # Learning from the verifier: at real states the shield's verdicts are exact labels,
             # so the actor is taught directly to put its mass on allowed actions (-log P(allowed)),
             # not only through imagined costs the world model has to learn first.
-            logmass = self.actor(feat_c[0]).allowed_logmass(allowed)  # (N,)
+            logmass = self.actor(feat_c[0], None, None if index is None else index[0]).allowed_logmass(allowed)  # (N,)
             norm = weight.sum().clamp(min=1.0)
             proposal = (weight * (self.proposal_floor - logmass).clamp(min=0.0)).sum() / norm
             actor_loss = actor_loss + self.proposal_loss * proposal
@@ -209,7 +218,7 @@ class ActorCritic(nn.Module):
         # critic: two-hot regression on lambda-returns, regularised towards the slow critic
         # (one log_softmax of the logits serves both targets)
         with torch.no_grad():
-            slow_target = self.twohot.mean(self.slow_critic(feat_c[:-1]))
+            slow_target = self.twohot.mean(self.slow_critic(feat_c[:-1], idx))
         critic_loss = self.twohot.mixture_loss(logits, [(ret.detach(), 1.0), (slow_target, self.slowreg)])
         critic_loss = (state_weight * critic_loss).mean()
         critic_norm = self._step(critic_loss, self.critic, self.critic_opt, self.critic_clip)

@@ -32,3 +32,24 @@ class Planner(Protocol):
     def state_dict(self) -> dict[str, Any]: ...
 
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+# -- the latent index: an optional speed-up of the verbs --------------------------------------
+# A world model whose features hold a one-hot latent (worldmodel.WorldModel sets
+# `latent_index = True`) can return the sampled classes with its imagined features; its heads
+# then take them as a second argument and skip the one-hot products (worldmodel/nets.py).
+# Models without one (test doubles, other simulators) keep the plain verbs.
+
+def imagine_indexed(model: Any, start: dict[str, torch.Tensor], policy: Any, horizon: int,
+                    **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor, Any, torch.Tensor | None]:
+    """model.imagine(...) plus the latent index of every feat, or None. A callable `policy`
+    is called as policy(feat, index)."""
+    if getattr(model, "latent_index", False):
+        return model.imagine(start, policy, horizon, indices=True, **kwargs)
+    plain = policy if torch.is_tensor(policy) else (lambda feat: policy(feat, None))
+    return (*model.imagine(start, plain, horizon, **kwargs), None)
+
+
+def with_index(head: Any, feat: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
+    """head(feat, index) where the index is known, else head(feat)."""
+    return head(feat) if index is None else head(feat, index)

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from envs.spaces import ActionSpec
+from planners.base import imagine_indexed, with_index
 from planners.imagined_shield import ImaginationShield
 from worldmodel.dists import sample_index
 
@@ -155,12 +156,12 @@ class LatentMPC(nn.Module):
             mask = mask.repeat_interleave(rows // mask.shape[0], 0)
         step = [0]
 
-        def policy(feat: torch.Tensor) -> torch.Tensor:
+        def policy(feat: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
             use = mask if (step[0] == 0 and mask is not None and mask.shape[-1] == self.action_dim) else None
             step[0] += 1
-            return self.actor_critic.actor(feat, use).sample(gen).clamp(-1.0, 1.0)
+            return self.actor_critic.actor(feat, use, index).sample(gen).clamp(-1.0, 1.0)
 
-        _, actions, _ = model.imagine(start, policy, self.horizon, **self._imagine_kw)
+        _, actions, _, _ = imagine_indexed(model, start, policy, self.horizon, **self._imagine_kw)
         return actions
 
     # -- scoring ---------------------------------------------------------------------------
@@ -180,28 +181,30 @@ class LatentMPC(nn.Module):
         """Imagine actions (B*N, H, A) from start (B*N, ...) -> (return, violations,
         robustness, first-step violation), each (B, N), and the share of the checked
         candidates predicted safe (B,). Unchecked candidates count as unsafe."""
-        feats, _, _ = model.imagine(start, actions, self.horizon, **self._imagine_kw)  # (B*N, H+1, F)
+        # feats (B*N, H+1, F); index (B*N, H+1, S): their latent classes, for the heads (or None)
+        feats, _, _, index = imagine_indexed(model, start, actions, self.horizon, **self._imagine_kw)
         nxt = feats[:, 1:]
-        reward = model.reward(nxt)                                     # (B*N, H)
+        idx_next = None if index is None else index[:, 1:]
+        reward = with_index(model.reward, nxt, idx_next)               # (B*N, H)
         penalty = float(getattr(self.actor_critic, "cost_penalty", 0.0) or 0.0)
         # predicted cost of each step's action (B*N, H): one pass serves the penalty and the shield
-        cost = model.cost(nxt) if penalty or self.shield is not None else None
+        cost = with_index(model.cost, nxt, idx_next) if penalty or self.shield is not None else None
         if penalty:  # the critic learned values of penalised rewards; stay consistent with it
             reward = reward - penalty * cost
-        cont = model.cont(nxt)                                         # (B*N, H)
+        cont = with_index(model.cont, nxt, idx_next)                   # (B*N, H)
         # weight of r_t: gamma^t * prod_{k<t} c_k (the first reward is always received)
         reach = torch.cat([torch.ones_like(cont[:, :1]), cont[:, :-1]], 1).cumprod(1)
         discount = self.gamma ** torch.arange(self.horizon, device=feats.device, dtype=reward.dtype)
-        value = self.actor_critic.value(feats[:, -1])                  # (B*N,)
+        value = self.actor_critic.value(feats[:, -1], None if index is None else index[:, -1])  # (B*N,)
         ret = (discount * reach * reward).sum(1) + self.gamma ** self.horizon * cont.prod(1) * value
         ret = torch.nan_to_num(ret.float(), nan=-1e30, posinf=1e30, neginf=-1e30).reshape(B, -1)
         if self.shield is None:
             zeros = torch.zeros_like(ret)
             return ret, zeros, zeros, zeros.bool(), torch.ones_like(ret[:, 0])
-        return (ret, *self._check(model, feats, actions, cost, ret, iteration))
+        return (ret, *self._check(model, feats, actions, cost, ret, iteration, index))
 
     def _check(self, model: Any, feats: torch.Tensor, actions: torch.Tensor, cost: torch.Tensor,
-               ret: torch.Tensor, iteration: int
+               ret: torch.Tensor, iteration: int, index: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The shield on imagined candidates: feats (B*N, H+1, F), actions (B*N, H, A), cost
         (B*N, H), returns (B, N) -> violations, robustness, first-step violation, each (B, N),
@@ -211,7 +214,7 @@ class LatentMPC(nn.Module):
         # per iteration: the first samples widely (many unsafe), later ones from refitted plans
         check_all = self._check_all.setdefault(iteration, False)
         if top == N or check_all:  # everything in one pass, in place: no reordering, no copies
-            check = self.shield.check(model, feats, actions, cost)
+            check = self.shield.check(model, feats, actions, cost, index)
             violations = check.violations.reshape(B, N).to(ret.dtype)
             # would the best `top` alone have held k safe ones? Then try that next time
             best = ret.topk(top, 1).indices
@@ -225,7 +228,8 @@ class LatentMPC(nn.Module):
         for lo, hi in ((0, top), (top, N)):                             # the best `top`, then the rest
             part = order[:, lo:hi]
             rows = (part + torch.arange(B, device=ret.device)[:, None] * N).flatten()
-            check = self.shield.check(model, feats[rows], actions[rows], cost[rows])
+            check = self.shield.check(model, feats[rows], actions[rows], cost[rows],
+                                      None if index is None else index[rows])
             violations.scatter_(1, part, check.violations.reshape(B, -1).to(ret.dtype))
             robustness.scatter_(1, part, check.robustness.reshape(B, -1).to(ret.dtype))
             first.scatter_(1, part, check.first_step.reshape(B, -1))

@@ -52,6 +52,9 @@ def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_
     declarations, which suits flat vector observations)."""
     a, c, b = cfg.actor, cfg.critic, cfg.behavior
     sizes = act_spec.sizes if act_spec.discrete else ()
+    m = cfg.model
+    # every backbone's feature is [deter (m.deter) | stoch groups x classes] (worldmodel/rssm.py)
+    latent = (m.deter, m.stoch, m.classes) if m.deter + m.stoch * m.classes == feat_dim else None
     actor_critic = ActorCritic(feat_dim, act_spec.dim, sizes, units=a.units, layers=a.layers,
                        horizon=b.horizon, gamma=1.0 - 1.0 / b.discount_horizon, lam=b.lam,
                        entropy=a.entropy, unimix=a.unimix, min_std=a.min_std, max_std=a.max_std,
@@ -60,7 +63,7 @@ def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_
                        retnorm_rate=b.retnorm_rate, eps=cfg.train.adam_eps,
                        cost_penalty=cfg.shield.cost_penalty if cfg.shield.rules else 0.0,
                        proposal_loss=cfg.shield.proposal_loss if cfg.shield.rules and cfg.shield.mode == "on" else 0.0,
-                       proposal_margin=cfg.shield.proposal_margin)
+                       proposal_margin=cfg.shield.proposal_margin, latent=latent)
     p = cfg.planner
     # under an active shield the actor imagines under the learned verdicts
     actor_critic.imagine_masked = learns_verdicts(cfg, act_spec) and cfg.shield.mode in ("on", "learned")

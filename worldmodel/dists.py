@@ -130,13 +130,19 @@ def onehot(index: torch.Tensor, classes: int, like: torch.Tensor) -> torch.Tenso
     return out.scatter_(-1, index.unsqueeze(-1), 1.0)
 
 
+def onehot_sample(logits: torch.Tensor, generator: torch.Generator | None = None,
+                  probs: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sample one-hot (..., C) from log-probs, with straight-through gradients to the probs,
+    and the sampled class (...). Pass `probs` when the caller already has exp(logits)."""
+    probs = torch.softmax(logits, -1) if probs is None else probs
+    index = sample_index(probs, generator)
+    return onehot(index, probs.shape[-1], probs) + probs - probs.detach(), index
+
+
 def onehot_straight_through(logits: torch.Tensor, generator: torch.Generator | None = None,
                             probs: torch.Tensor | None = None) -> torch.Tensor:
-    """Sample one-hot (..., C) from log-probs, with straight-through gradients to the probs.
-    Pass `probs` when the caller already has exp(logits), to skip recomputing it."""
-    probs = torch.softmax(logits, -1) if probs is None else probs
-    sample = onehot(sample_index(probs, generator), probs.shape[-1], probs)
-    return sample + probs - probs.detach()
+    """`onehot_sample` without the class index."""
+    return onehot_sample(logits, generator, probs)[0]
 
 
 def onehot_mode(logits: torch.Tensor) -> torch.Tensor:

@@ -7,7 +7,9 @@ Planners, the shield and the video code use it only through its verbs:
   decode(feat) -> {key: obs}                predicted observations (env units for vectors)
   reward(feat), cont(feat), cost(feat)      predicted reward, continue probability, rule cost
   allowed(feat)                             predicted rule verdict per discrete action (or None)
-and the trainer through `loss(batch)`.
+and the trainer through `loss(batch)`. The heads optionally take `index` (..., S), the latent
+classes of feat (`imagine(..., indices=True)` returns them): same result, and on the CPU
+their first layer gathers the latent's weight columns instead of a one-hot matmul.
 
 Legend: B batch, T time, F feature = deter + stoch*classes, K two-hot bins.
 """
@@ -26,6 +28,8 @@ from worldmodel.rssm import State
 
 
 class WorldModel(nn.Module):
+    latent_index = True  # imagine(..., indices=True) and the heads' `index` (planners/base.py)
+
     def __init__(self, obs_spec: ObsSpec, action_dim: int, *, deter: int, stoch: int, classes: int,
                  hidden: int, unimix: float, units: int, layers: int, cnn_depth: int,
                  bins: int, free_nats: float, loss_scales: dict[str, float], dynamics: str = "gru",
@@ -47,17 +51,17 @@ class WorldModel(nn.Module):
         self.rssm = make_dynamics(dynamics, action_dim, embed, deter=deter, stoch=stoch, classes=classes,
                                   hidden=hidden, unimix=unimix, ssm_layers=ssm_layers,
                                   ssm_state=ssm_state, window=window)
-        feat = self.rssm.feat_dim
+        feat, latent = self.rssm.feat_dim, self.rssm.latent
         if self.vec_keys:
-            self.vec_decoder = MLP(feat, vec_dim, units, layers)
+            self.vec_decoder = MLP(feat, vec_dim, units, layers, latent=latent)
         self.img_decoders = nn.ModuleDict({k.name: ImageDecoder(feat, k.shape, cnn_depth) for k in self.img_keys})
-        self.reward_head = MLP(feat, bins, units, layers, out_scale=0.0)
-        self.cont_head = MLP(feat, 1, units, layers)
-        self.cost_head = MLP(feat, 1, units, layers)  # trained on the shield's labels when rules are on
+        self.reward_head = MLP(feat, bins, units, layers, out_scale=0.0, latent=latent)
+        self.cont_head = MLP(feat, 1, units, layers, latent=latent)
+        self.cost_head = MLP(feat, 1, units, layers, latent=latent)  # trained on the shield's labels when rules are on
         # Discrete actions with rules: P(the rules allow action a | state), one logit per action,
         # trained on the shield's exact per-action verdicts at real states (replay `allowed`).
         # The actor imagines under its mask: replay never shows a forbidden action's outcome.
-        self.verdict_head = MLP(feat, verdicts, units, layers) if verdicts else None
+        self.verdict_head = MLP(feat, verdicts, units, layers, latent=latent) if verdicts else None
         self.twohot = TwoHot(bins)
 
     @property
@@ -91,22 +95,24 @@ class WorldModel(nn.Module):
         """One real step for acting: posterior state after seeing obs (B, ...)."""
         return self.rssm.obs_step(state, prev_action, self.embed(obs), is_first)
 
-    def imagine(self, state: State, policy: Callable[[torch.Tensor], torch.Tensor] | torch.Tensor,
-                horizon: int, time_major: bool = False, sample: bool = True
-                ) -> tuple[torch.Tensor, torch.Tensor, State]:
+    def imagine(self, state: State, policy: Callable[..., torch.Tensor] | torch.Tensor,
+                horizon: int, time_major: bool = False, sample: bool = True, indices: bool = False
+                ) -> tuple[torch.Tensor, ...]:
         """time_major: feats (H+1, N, F) and actions (H, N, A) instead of batch first.
-        sample=False: each step takes the prior's most likely latent (deterministic)."""
-        return self.rssm.imagine(state, policy, horizon, time_major=time_major, sample=sample)
+        sample=False: each step takes the prior's most likely latent (deterministic).
+        indices=True: the policy is called as policy(feat, index), and a fourth output holds
+        the latent index of every feat (N, H+1, S), or None (see rssm.RSSM.imagine)."""
+        return self.rssm.imagine(state, policy, horizon, time_major=time_major, sample=sample, indices=indices)
 
     def feat(self, state: State) -> torch.Tensor:
         return self.rssm.feat(state)
 
-    def decode(self, feat: torch.Tensor) -> dict[str, torch.Tensor]:
+    def decode(self, feat: torch.Tensor, index: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """feat (..., F) -> predicted obs {key: (..., *shape)}: vectors in env units,
         images as uint8-range floats in [0, 255]."""
         out = {}
         if self.vec_keys:
-            vec = symexp(self.vec_decoder(feat))
+            vec = symexp(self.vec_decoder(feat, index))
             for k, part in zip(self.vec_keys, vec.split([k.shape[0] for k in self.vec_keys], -1)):
                 out[k.name] = part
         for k in self.img_keys:
@@ -115,23 +121,23 @@ class WorldModel(nn.Module):
             out[k.name] = ((img + 0.5) * 255.0).clamp(0, 255).reshape(*lead, *k.shape)
         return out
 
-    def reward(self, feat: torch.Tensor) -> torch.Tensor:
-        return self.twohot.mean(self.reward_head(feat))
+    def reward(self, feat: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        return self.twohot.mean(self.reward_head(feat, index))
 
-    def cont(self, feat: torch.Tensor) -> torch.Tensor:
+    def cont(self, feat: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Probability that the episode continues after this state."""
-        return torch.sigmoid(self.cont_head(feat).squeeze(-1).float())
+        return torch.sigmoid(self.cont_head(feat, index).squeeze(-1).float())
 
-    def allowed(self, feat: torch.Tensor) -> torch.Tensor | None:
+    def allowed(self, feat: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor | None:
         """feat (..., F) -> (..., A) predicted probability that the rules allow each discrete
         action in this state; None without a verdict head."""
         if self.verdict_head is None:
             return None
-        return torch.sigmoid(self.verdict_head(feat).float())
+        return torch.sigmoid(self.verdict_head(feat, index).float())
 
-    def cost(self, feat: torch.Tensor) -> torch.Tensor:
+    def cost(self, feat: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted probability that this state's action is a rule violation."""
-        return torch.sigmoid(self.cost_head(feat).squeeze(-1).float())
+        return torch.sigmoid(self.cost_head(feat, index).squeeze(-1).float())
 
     # -- training ---------------------------------------------------------------------------
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
@@ -144,28 +150,28 @@ class WorldModel(nn.Module):
         # the action that led to obs_t is the one taken at obs_{t-1}
         prev_action = torch.cat([torch.zeros_like(batch["action"][:, :1]), batch["action"][:, :-1]], 1)
         post, prior = self.rssm.observe(self.embed(obs), prev_action, batch["is_first"])
-        feat = self.rssm.feat(post)
+        feat, index = self.rssm.feat(post), post.get("index")
         dyn, rep, kl = self.rssm.kl_loss(post["logits"], prior["logits"], self.free_nats)
         terms: dict[str, torch.Tensor] = {"dyn": dyn, "rep": rep}
         rec = torch.zeros_like(mask)
         if self.vec_keys:
             target = symlog(torch.cat([obs[k.name].float() for k in self.vec_keys], -1))
-            rec = rec + ((self.vec_decoder(feat) - target) ** 2).sum(-1)
+            rec = rec + ((self.vec_decoder(feat, index) - target) ** 2).sum(-1)
         for k in self.img_keys:
             pred = self.img_decoders[k.name](feat.reshape(-1, feat.shape[-1])).reshape(*feat.shape[:2], *k.shape)
             target = obs[k.name].float() / 255.0 - 0.5
             rec = rec + ((pred - target) ** 2).sum((-1, -2, -3))
         terms["rec"] = rec
-        terms["reward"] = self.twohot.loss(self.reward_head(feat), batch["reward"])
+        terms["reward"] = self.twohot.loss(self.reward_head(feat, index), batch["reward"])
         cont_target = 1.0 - batch["is_terminal"].float()
         terms["cont"] = nn.functional.binary_cross_entropy_with_logits(
-            self.cont_head(feat).squeeze(-1).float(), cont_target, reduction="none")
+            self.cont_head(feat, index).squeeze(-1).float(), cont_target, reduction="none")
         if "cost" in batch and self.loss_scales.get("cost", 0.0) > 0:
             terms["cost"] = nn.functional.binary_cross_entropy_with_logits(
-                self.cost_head(feat).squeeze(-1).float(), batch["cost"].float().clamp(0, 1), reduction="none")
+                self.cost_head(feat, index).squeeze(-1).float(), batch["cost"].float().clamp(0, 1), reduction="none")
         if "allowed" in batch and self.verdict_head is not None:
             terms["verdict"] = nn.functional.binary_cross_entropy_with_logits(
-                self.verdict_head(feat).float(), batch["allowed"].float(), reduction="none").sum(-1)
+                self.verdict_head(feat, index).float(), batch["allowed"].float(), reduction="none").sum(-1)
         denom = mask.sum().clamp(min=1.0)
         losses = {k: (v.float() * mask).sum() / denom for k, v in terms.items()}
         total = sum(self.loss_scales.get(k, 1.0) * v for k, v in losses.items())

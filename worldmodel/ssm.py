@@ -32,8 +32,8 @@ import math
 import torch
 from torch import nn
 
-from worldmodel.dists import onehot_mode, onehot_straight_through, unimix_logits
-from worldmodel.nets import MLP, Norm, init_linear
+from worldmodel.dists import onehot, onehot_sample, unimix_logits
+from worldmodel.nets import MLP, LatentLinear, Norm, init_linear
 from worldmodel.rssm import RSSM
 
 State = dict[str, torch.Tensor]
@@ -212,13 +212,18 @@ class SSMDynamics(nn.Module):
         self.deter, self.stoch, self.classes, self.unimix = deter, stoch, classes, unimix
         self.feat_dim = deter + stoch * classes
         # Input of the stack: [z_{t-1}, a_{t-1}] -> width D, split so each part is one matmul.
-        self.img_z = init_linear(nn.Linear(stoch * classes, deter, bias=False))
+        self.img_z = init_linear(LatentLinear(stoch * classes, deter, bias=False, dense=0, groups=stoch,
+                                              classes=classes))
         self.img_a = init_linear(nn.Linear(action_dim, deter, bias=False))
         self.img_norm = Norm(deter)
         self.blocks = nn.ModuleList(self.make_blocks(deter, layers, ssm_state, **block_kwargs))
         self.out_norm = Norm(deter)
         self.prior_net = MLP(deter, stoch * classes, hidden, 1)
         self.post_net = MLP(embed_dim, stoch * classes, hidden, 1)  # q(z_t | e_t): no h
+        self.register_buffer("offsets", torch.arange(stoch) * classes, persistent=False)  # (S,)
+
+    latent = RSSM.latent
+    absent = RSSM.absent
 
     def make_blocks(self, width: int, layers: int, ssm_state: int) -> list[nn.Module]:
         return [SSMBlock(width, ssm_state) for _ in range(layers)]
@@ -229,7 +234,8 @@ class SSMDynamics(nn.Module):
         device = device or weight.device
         state = {"deter": torch.zeros(batch, self.deter, device=device, dtype=weight.dtype),
                  "stoch": torch.zeros(batch, self.stoch * self.classes, device=device, dtype=weight.dtype),
-                 "logits": torch.zeros(batch, self.stoch, self.classes, device=device, dtype=_f32(weight).dtype)}
+                 "logits": torch.zeros(batch, self.stoch, self.classes, device=device, dtype=_f32(weight).dtype),
+                 "index": self.absent(batch, device)}
         for i, block in enumerate(self.blocks):
             carry = block.initial(batch, torch.device(device), _f32(weight).dtype)
             state.update({f"l{i}_{k}": v for k, v in carry.items()})
@@ -244,11 +250,18 @@ class SSMDynamics(nn.Module):
     def _logits(self, raw: torch.Tensor) -> torch.Tensor:
         return unimix_logits(_f32(raw.reshape(*raw.shape[:-1], self.stoch, self.classes)), self.unimix)
 
-    def _sample(self, logits: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        return onehot_straight_through(logits, generator).flatten(-2)
+    def _sample(self, logits: torch.Tensor, generator: torch.Generator | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """logits (..., S, C) -> stoch sample (..., S*C), index (..., S) (see State)."""
+        stoch, cls = onehot_sample(logits, generator)
+        return stoch.flatten(-2), cls + self.offsets
 
-    def _input(self, stoch: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
-        return nn.functional.silu(self.img_norm(self.img_z(stoch.to(self.img_z.weight.dtype))
+    def _mode(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        cls = logits.argmax(-1)
+        return onehot(cls, self.classes, logits).flatten(-2), cls + self.offsets
+
+    def _input(self, stoch: torch.Tensor, action: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        return nn.functional.silu(self.img_norm(self.img_z(stoch.to(self.img_z.weight.dtype), index)
                                                 + self.img_a(action.to(self.img_a.weight.dtype))))
 
     @staticmethod
@@ -276,20 +289,21 @@ class SSMDynamics(nn.Module):
     def img_step(self, state: State, action: torch.Tensor,
                  generator: torch.Generator | None = None, sample: bool = True) -> State:
         """Imagine one step: (state_t, a_t) -> prior state_{t+1} (`sample=False`: its mode)."""
-        deter, carries = self._stack_step(self._input(state["stoch"], action), state)
+        deter, carries = self._stack_step(self._input(state["stoch"], action, state.get("index")), state)
         logits = self._logits(self.prior_net(deter))
-        stoch = self._sample(logits, generator) if sample else onehot_mode(logits).flatten(-2)
-        return {"deter": deter, "stoch": stoch, "logits": logits, **carries}
+        stoch, index = self._sample(logits, generator) if sample else self._mode(logits)
+        return {"deter": deter, "stoch": stoch, "logits": logits, "index": index, **carries}
 
     def obs_step(self, state: State, prev_action: torch.Tensor, embed: torch.Tensor,
                  is_first: torch.Tensor, generator: torch.Generator | None = None) -> State:
         """Observe one step: (state_{t-1}, a_{t-1}, embed_t) -> posterior state_t.
         `is_first` (B,) resets the whole state (every layer's carry) and the previous action."""
         keep = (~is_first.bool()).to(prev_action.dtype)  # (B,)
-        state = {k: v * keep.view(-1, *[1] * (v.dim() - 1)).to(v.dtype) for k, v in state.items()}
+        state = {k: v * keep.view(-1, *[1] * (v.dim() - 1)).to(v.dtype) for k, v in state.items() if k != "index"}
         deter, carries = self._stack_step(self._input(state["stoch"], prev_action * keep[:, None]), state)
         logits = self._logits(self.post_net(embed))
-        return {"deter": deter, "stoch": self._sample(logits, generator), "logits": logits, **carries}
+        stoch, index = self._sample(logits, generator)
+        return {"deter": deter, "stoch": stoch, "logits": logits, "index": index, **carries}
 
     # -- sequences -----------------------------------------------------------------------
     def observe(self, embed: torch.Tensor, prev_action: torch.Tensor, is_first: torch.Tensor,
@@ -302,13 +316,14 @@ class SSMDynamics(nn.Module):
         state = state if state is not None else self.initial(B, embed.device)
         keep = (~is_first.bool()).to(embed.dtype)  # (B, T)
         post_logits = self._logits(self.post_net(embed))  # (B, T, S, C): all steps at once
-        stoch = self._sample(post_logits)  # (B, T, S*C)
+        stoch, index = self._sample(post_logits)  # (B, T, S*C), (B, T, S)
         # input at t is [z_{t-1}, a_{t-1}], both zero where an episode starts
         z_prev = torch.cat([state["stoch"][:, None].to(stoch.dtype), stoch[:, :-1]], 1) * keep[..., None]
         deter, carries = self._stack_sequence(self._input(z_prev, prev_action * keep[..., None]), keep, state)
         prior_logits = self._logits(self.prior_net(deter))
-        post = {"deter": deter, "stoch": stoch, "logits": post_logits, **carries}
-        prior = {"deter": deter, "stoch": self._sample(prior_logits), "logits": prior_logits, **carries}
+        post = {"deter": deter, "stoch": stoch, "logits": post_logits, "index": index, **carries}
+        prior_stoch, prior_index = self._sample(prior_logits)
+        prior = {"deter": deter, "stoch": prior_stoch, "logits": prior_logits, "index": prior_index, **carries}
         return post, prior
 
     # rolling the prior forward uses only feat() and img_step(): the RSSM's loop serves as is

@@ -257,7 +257,7 @@ def test_repeated_nan_stops_with_the_last_good_checkpoint(monkeypatch, tmp_path)
 
 def test_nan_in_the_actor_critic_is_skipped_without_corrupting_it(monkeypatch, tmp_path):
     from worldmodel.model import WorldModel
-    monkeypatch.setattr(WorldModel, "reward", lambda self, feat: torch.full(feat.shape[:-1], float("nan")))
+    monkeypatch.setattr(WorldModel, "reward", lambda self, feat, index=None: torch.full(feat.shape[:-1], float("nan")))
     run = tmp_path / "r"
     code, _, err = run_cli(["train", *FAST, "--logdir", str(run), "--steps", "100", "--train.max_skipped", "4"])
     assert_one_line_error(code, err, "non-finite loss 'actor_loss' in 4 consecutive", "--actor.lr")

@@ -13,7 +13,10 @@ BACKBONES = {"ssm": (SSMDynamics, {}), "hybrid": (HybridDynamics, {"window": 3})
 def _argmax_sample(logits, generator=None):
     # The scan-vs-step checks compare the deterministic path, so take the mode of each
     # categorical instead of a sample: the two orders of computation then see equal z.
-    return torch.nn.functional.one_hot(logits.argmax(-1), logits.shape[-1]).to(logits.dtype).flatten(-2)
+    # Returns (stoch (..., S*C), flat index (..., S)) as SSMDynamics._sample does.
+    cls = logits.argmax(-1)
+    index = cls + torch.arange(cls.shape[-1]) * logits.shape[-1]
+    return torch.nn.functional.one_hot(cls, logits.shape[-1]).to(logits.dtype).flatten(-2), index
 
 
 def make(kind, seed=0, **overrides):
