@@ -9,6 +9,8 @@
                              learning curves; --check exits 1 unless every seed reached the target
   speed [--presets debug small medium] [--threads 1] [--repeats 10]
                              time and FLOPs per update of each preset (benchmarks/speed.py)
+  gather-ab [--presets small medium xs-matched] [--rounds 6] [--planner]
+                             the heads' latent gather on against off, interleaved (benchmarks/speed.py)
   speed-grid [--preset small] [--batches 8 16 32] [--lengths 16 32 64] [--presets debug small medium]
                              time and peak memory per update against batch, length and model size
   plan-speed [--preset small] [--planner mppi cem] [--samples 256 --horizon 5 --iterations 3]
@@ -60,6 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=10)
+    p = sub.add_parser("gather-ab", help="the heads' latent gather on against off, interleaved")
+    p.add_argument("--presets", nargs="+", default=["small", "medium", "xs-matched"])
+    p.add_argument("--env", default="CartPole-v1")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--planner", action="store_true", help="time MPPI 256 x 5 x 3 decisions instead of updates")
     p = sub.add_parser("speed-grid", help="time and memory per update against batch, length and preset")
     p.add_argument("--preset", default="small", help="the preset of the batch x length grid")
     p.add_argument("--batches", type=int, nargs="+", default=[8, 16, 32])
@@ -156,6 +164,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{preset:<8} {r['params']:>10,} {r['batch']:>3} x {r['length']:<3} {r['ms_per_update']:>10.1f} "
                   f"{r['updates_per_s']:>10.2f} {r['gflop_per_update']:>10.2f} {r['gflops_achieved']:>8.1f} "
                   f"{100 * r['gflops_achieved'] / peak:>6.0f}%")
+    elif args.cmd == "gather-ab":
+        from benchmarks.speed import gather_ab
+        for preset in args.presets:
+            r = gather_ab(preset, args.env, args.threads, args.rounds, args.planner)
+            record("gather_ab", r, command)
+            print(f"{preset:<11} {r['work']}: gather {r['cpu_ms_gather']:.1f} ms CPU, one-hot matmul "
+                  f"{r['cpu_ms_dense']:.1f} ms CPU -> {r['speedup']:.2f}x (median of {r['rounds']})")
     elif args.cmd == "speed-grid":
         from benchmarks.speed import grid_point, grid_points
         print(f"{'preset':<8} {'params':>10} {'batch':>5} {'length':>6} {'ms/update':>10} {'updates/s':>10} "

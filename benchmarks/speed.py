@@ -3,8 +3,13 @@ measured on synthetic replay data (no env in the loop), with torch threads set
 explicitly. Achieved GFLOP/s is reported against the machine's measured matmul peak.
 
   python -m benchmarks speed [--presets debug small medium] [--threads 1] [--repeats 10]
+  python -m benchmarks gather-ab [--presets small medium xs-matched] [--rounds 6] [--planner]
   python -m benchmarks speed-grid [--preset small] [--batches 8 16 32] [--lengths 16 32 64]
                                   [--presets debug small medium] [--repeats 3]
+
+gather-ab: the same agent's update (or, with --planner, its MPPI 256 x 5 x 3 decision) timed
+with the heads' latent gather (worldmodel/nets.py LatentLinear) on and off, alternating in one
+process; "xs-matched" is the small preset at SheepRL's XS size (benchmarks/sheeprl/compare.py).
 
 speed-grid: how time per update and memory grow with batch size, sequence length and model
 size; one fresh process per point (memory: see `update_cost`). Rows go to
@@ -97,6 +102,49 @@ def time_updates(preset: str, env_id: str = "CartPole-v1", threads: int = 1, rep
             "cpu_ms_per_update": statistics.median(cpu) * 1e3,
             "updates_per_s": 1 / per_update, "gflop_per_update": flops / 1e9,
             "gflops_achieved": flops / per_update / 1e9}
+
+
+# -- the latent gather, on against off ----------------------------------------------------------
+def gather_ab(preset: str, env_id: str = "CartPole-v1", threads: int = 1, rounds: int = 6,
+              planner: bool = False) -> dict[str, Any]:
+    """Median CPU time per update (or per MPPI decision) with LatentLinear's gather on and
+    off, alternating (on, off, off, on, ...) so that load changes hit both alike."""
+    from worldmodel.nets import LatentLinear
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    overrides: dict[str, Any] = {}
+    name = preset
+    if preset == "xs-matched":
+        from benchmarks.sheeprl.compare import MATCHED
+        preset, overrides = "small", dict(MATCHED)
+    if planner:
+        from benchmarks.plan_speed import _agent as plan_agent
+        agent, env = plan_agent(env_id, [preset], {**overrides, "planner.kind": "mppi", "planner.samples": 256,
+                                                   "planner.horizon": 5, "planner.iterations": 3})
+        env.close()
+        state = agent.model.initial(1)
+        state = {k: v for k, v in agent.model.imagine(state, torch.zeros(1, 1, agent.act_spec.dim), 1)[2].items()}
+        work = lambda: agent.planner.act(agent.model, state, explore=False)  # noqa: E731
+    else:
+        cfg, agent = _agent(preset, env_id, overrides)
+        batch = _fake_batch(agent, cfg, np.random.default_rng(0))
+        work = lambda: agent.train_step(batch)  # noqa: E731
+    cpu: dict[bool, list[float]] = {True: [], False: []}
+    try:
+        for _ in range(2):
+            work()
+        for r in range(rounds):
+            for flag in ((True, False) if r % 2 == 0 else (False, True)):
+                LatentLinear.enabled = flag
+                c = time.process_time()
+                work()
+                cpu[flag].append(time.process_time() - c)
+    finally:
+        LatentLinear.enabled = True
+    on, off = statistics.median(cpu[True]), statistics.median(cpu[False])
+    return {"preset": name, "env": env_id, "threads": threads, "rounds": rounds,
+            "work": "mppi 256x5x3 decision" if planner else "update",
+            "cpu_ms_gather": on * 1e3, "cpu_ms_dense": off * 1e3, "speedup": off / on}
 
 
 # -- scaling grid: time and memory against batch, sequence length and model size ---------------

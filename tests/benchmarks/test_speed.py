@@ -19,3 +19,13 @@ def test_grid_point_measures_time_and_memory():
 def test_grid_point_reports_a_failure():
     r = grid_point("no-such-preset", 2, 4, "CartPole-v1", 1, 1)
     assert "unknown preset" in r["error"]
+
+
+def test_gather_ab_times_both_paths_and_restores_the_switch():
+    from benchmarks.speed import gather_ab
+    from worldmodel.nets import LatentLinear
+    for planner in (False, True):
+        r = gather_ab("debug", rounds=2, planner=planner)
+        assert r["cpu_ms_gather"] > 0 and r["cpu_ms_dense"] > 0
+        assert abs(r["speedup"] - r["cpu_ms_dense"] / r["cpu_ms_gather"]) < 1e-9
+        assert LatentLinear.enabled
