@@ -200,7 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action=argparse.BooleanOptionalAction, default=None,
                    help="resume the run in --logdir (default: resume when it has a checkpoint)")
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("eval", help="evaluate a trained run")
+    p = sub.add_parser("eval", help="evaluate a trained run", formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="Any --section.key value overrides the run's saved config for this evaluation,\n"
+                              "e.g. plan harder at decision time only:\n"
+                              "  worldmodel eval --run RUN --planner mppi --planner.samples 256 --planner.iterations 3")
     p.add_argument("--run", required=True, help="run directory")
     p.add_argument("--episodes", type=int, default=10)
     p.add_argument("--seed", type=int, default=12345)
