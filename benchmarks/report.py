@@ -3,7 +3,7 @@
   python -m benchmarks report
 
 Reads benchmarks/results/<suite>.jsonl for each suite present (learning, speed, speed_grid,
-plan_speed, sheeprl, shield, scaling, kill_resume, backbones, planning_scaling, memory_probe) and keeps the
+gather_ab, plan_speed, sheeprl, shield, scaling, kill_resume, backbones, planning_scaling, memory_probe) and keeps the
 newest row per setting; where a row holds several seeds the table gives their median. Under
 each table: the commands that produced its rows. `learning_plots` draws return against env
 steps, one line per seed, one PNG per task and presets + overrides set, into the same folder.
@@ -102,16 +102,28 @@ def speed_grid(root: Path) -> list[str]:
 
 def plan_speed(root: Path) -> list[str]:
     from benchmarks.plan_speed import TARGET_MS, budget
-    latest = newest(load("plan_speed", root), lambda r: (r["env"], tuple(r["presets"]), r["planner"], budget(r),
-                                                         r["threads"]))
+    rows = load("plan_speed", root)
+    # `--with-rules` adds rows of the rules' overhead (with "ms_none"), without decision times
+    latest = newest([r for r in rows if "ms_none" not in r],
+                    lambda r: (r["env"], tuple(r["presets"]), r["planner"], budget(r), r["threads"]))
     body = [[r["env"], " ".join(r["presets"]), r["planner"], budget(r), str(r["threads"]), fmt(r["ms_per_decision"]),
              fmt(r["ms_p90"]), fmt(r["planner_ms"]), fmt(r.get("cpu_ms_per_decision")), fmt(r["decisions_per_s"]),
              str(r["decisions"]), r["commit"]]
             for r in latest.values()]
-    return _table("Decision time, one env (`Agent.act`, greedy)", [
+    lines = _table("Decision time, one env (`Agent.act`, greedy)", [
         "env", "preset", "planner", "N x H x iterations", "threads", "ms/decision (median)", "p90 ms",
         "planner ms (median)", "CPU ms (median)", "decisions/s", "decisions timed", "commit"], body, latest.values(),
         note=f"Target (issue 8): MPPI 256 x 5 x 3 within {TARGET_MS:g} ms per decision.")
+    rules = newest([r for r in rows if "ms_none" in r], lambda r: (r["env"], r["rules"], budget(r), r["threads"]))
+    if rules:
+        body = [[r["env"], r["rules"], budget(r), fmt(r["ms_none"]), fmt(r["ms_objective"]), fmt(r["ms_shield"]),
+                 f"{100 * r['shield_overhead']:+.1f}%", f"{100 * r['rules_overhead']:+.1f}%",
+                 f"{r['rounds']} x {r['per_round']}", r["commit"]] for r in rules.values()]
+        lines += _table("The rules' cost in an MPC decision (interleaved, median ms)", [
+            "env", "rules", "N x H x iterations", "no rules", "+ cost penalty", "+ shield in imagination",
+            "the shield adds", "all rule work adds", "rounds x decisions", "commit"], body, rules.values(),
+            note="Target (issue 4): the shield adds at most 10% to a planning step.")
+    return lines
 
 
 def sheeprl(root: Path) -> list[str]:
@@ -155,6 +167,15 @@ def scaling(root: Path) -> list[str]:
              str(r["updates"]), r["commit"]] for r in latest.values()]
     return _table("Data-parallel training (torchrun)", [
         "processes", "preset", "env steps", "env steps/s", "updates/s", "updates", "commit"], body, latest.values())
+
+
+def gather_ab(root: Path) -> list[str]:
+    latest = newest(load("gather_ab", root), lambda r: (r["preset"], r["work"], r["env"], r["threads"]))
+    body = [[r["preset"], r["work"], r["env"], str(r["threads"]), fmt(r["cpu_ms_dense"]), fmt(r["cpu_ms_gather"]),
+             fmt(r["speedup"], ".2f") + "x", str(r["rounds"]), r["commit"]] for r in latest.values()]
+    return _table("The heads' latent gather against the one-hot matmul (CPU ms, interleaved)", [
+        "preset", "work", "env", "threads", "one-hot matmul", "gather", "speed-up", "rounds", "commit"],
+        body, latest.values())
 
 
 def kill_resume(root: Path) -> list[str]:
@@ -221,7 +242,8 @@ def memory_probe(root: Path) -> list[str]:
 
 
 SECTIONS: dict[str, Callable[[Path], list[str]]] = {
-    "learning": learning, "speed": speed, "speed_grid": speed_grid, "plan_speed": plan_speed, "sheeprl": sheeprl,
+    "learning": learning, "speed": speed, "speed_grid": speed_grid, "gather_ab": gather_ab, "plan_speed": plan_speed,
+    "sheeprl": sheeprl,
     "shield": shield, "scaling": scaling, "kill_resume": kill_resume, "backbones": backbones,
     "planning_scaling": planning_scaling, "memory_probe": memory_probe}
 

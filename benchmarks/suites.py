@@ -45,6 +45,7 @@ SUITES: dict[str, list[Command]] = {
         _ours("speed", "--presets", "debug", "small", "medium", "--repeats", "10"),
         _ours("speed-grid", "--preset", "small", "--batches", "8", "16", "32", "--lengths", "16", "32", "64",
               "--presets", "debug", "small", "medium"),
+        _ours("gather-ab", "--presets", "small", "medium", "xs-matched", "--rounds", "6"),
         _ours("plan-speed", "--preset", "small", "--planner", "mppi", "cem", "--env", "Pendulum-v1", "CartPole-v1"),
         _ours("learn", "--task", "cartpole", "--seeds", "0", "1", "2"),
         _ours("learn", "--task", "pendulum", "--seeds", "0", "1", "2"),

@@ -33,7 +33,14 @@ def fill(folder):
     write(folder, "plan_speed", {"env": "Pendulum-v1", "presets": ["small"], "planner": "mppi", "threads": 1,
                                  "samples": 256, "horizon": 5, "iterations": 3, "decisions": 50,
                                  "ms_per_decision": 17.25, "ms_p90": 19.5, "planner_ms": 16.0,
-                                 "cpu_ms_per_decision": 15.5, "decisions_per_s": 58.0, "target_ms": 20.0})
+                                 "cpu_ms_per_decision": 15.5, "decisions_per_s": 58.0, "target_ms": 20.0},
+          # a `--with-rules` row: the rules' overhead, no decision time of its own
+          {"env": "Pendulum-v1", "rules": "pendulum_torque", "presets": ["small"], "planner": "mppi",
+           "threads": 1, "samples": 128, "horizon": 15, "iterations": 2, "rounds": 60, "per_round": 5,
+           "ms_none": 46.4, "ms_objective": 49.4, "ms_shield": 54.2, "shield_overhead": 0.097,
+           "rules_overhead": 0.169})
+    write(folder, "gather_ab", {"preset": "xs-matched", "work": "update", "env": "CartPole-v1", "threads": 1,
+                                "rounds": 6, "cpu_ms_gather": 1123.0, "cpu_ms_dense": 1391.6, "speedup": 1.239})
     run = {"task": "corridor", "steps": 3000, "veto_rate_first10": 0.1, "veto_rate_last10": 0.0,
            "eval_shield_off": {"success": 0.0}}
     write(folder, "shield", {"task": "corridor", "runs": [
@@ -54,6 +61,8 @@ def test_report_tables_hold_the_medians(tmp_path):
     assert "| small + train.ratio=64 |" in text
     assert "| 178.3 |" in text and "| 19% |" in text
     assert "| Pendulum-v1 | small | mppi | 256 x 5 x 3 | 1 | 17.2 |" in text
+    assert "| Pendulum-v1 | pendulum_torque | 128 x 15 x 2 | 46.4 | 49.4 | 54.2 | +9.7% | +16.9% |" in text
+    assert "| xs-matched | update | CartPole-v1 | 1 | 1391.6 | 1123.0 | 1.24x |" in text
     shield = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| corridor |")}
     assert "| 0 | 20 |" in shield["on"]  # median over seeds of 10, 30, 20 vetoes
     assert "| 11 | 11 |" in shield["off"]  # median of 7, 400, 11 violations
