@@ -139,18 +139,6 @@ def onehot_sample(logits: torch.Tensor, generator: torch.Generator | None = None
     return onehot(index, probs.shape[-1], probs) + probs - probs.detach(), index
 
 
-def onehot_straight_through(logits: torch.Tensor, generator: torch.Generator | None = None,
-                            probs: torch.Tensor | None = None) -> torch.Tensor:
-    """`onehot_sample` without the class index."""
-    return onehot_sample(logits, generator, probs)[0]
-
-
-def onehot_mode(logits: torch.Tensor) -> torch.Tensor:
-    """The most likely class of each categorical as a one-hot (..., C), without gradients:
-    a deterministic latent for planning (sampling makes each candidate's score noisy)."""
-    return onehot(logits.argmax(-1), logits.shape[-1], logits)
-
-
 def categorical_kl(lhs_logits: torch.Tensor, rhs_logits: torch.Tensor) -> torch.Tensor:
     """KL(lhs || rhs) for log-prob tensors (..., S, C), summed over S and C -> (...)."""
     lhs = torch.log_softmax(lhs_logits.float(), -1)

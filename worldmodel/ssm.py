@@ -32,7 +32,7 @@ import math
 import torch
 from torch import nn
 
-from worldmodel.dists import onehot, onehot_sample, unimix_logits
+from worldmodel.dists import onehot_sample, unimix_logits
 from worldmodel.nets import MLP, LatentLinear, Norm, init_linear
 from worldmodel.rssm import RSSM
 
@@ -256,9 +256,7 @@ class SSMDynamics(nn.Module):
         stoch, cls = onehot_sample(logits, generator)
         return stoch.flatten(-2), cls + self.offsets
 
-    def _mode(self, logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        cls = logits.argmax(-1)
-        return onehot(cls, self.classes, logits).flatten(-2), cls + self.offsets
+    _mode = RSSM._mode
 
     def _input(self, stoch: torch.Tensor, action: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         return nn.functional.silu(self.img_norm(self.img_z(stoch.to(self.img_z.weight.dtype), index)

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from worldmodel.dists import (BoundedNormal, MultiCategorical, TwoHot, categorical_kl, onehot_straight_through,
+from worldmodel.dists import (BoundedNormal, MultiCategorical, TwoHot, categorical_kl, onehot_sample,
                               symexp, symlog, unimix_logits)
 
 
@@ -39,7 +39,7 @@ def test_unimix_floor():
 
 def test_straight_through_sample_is_onehot_with_gradient():
     logits = torch.randn(64, 8, 5, requires_grad=True)
-    sample = onehot_straight_through(torch.log_softmax(logits, -1))
+    sample, _ = onehot_sample(torch.log_softmax(logits, -1))
     assert torch.allclose(sample.detach().sum(-1), torch.ones(64, 8))
     assert set(sample.detach().round().unique().tolist()) <= {0.0, 1.0}
     assert torch.allclose(sample.detach(), sample.detach().round(), atol=1e-6)
