@@ -9,7 +9,8 @@ Recipe of one decision (`act`), for B envs in parallel:
      by acting in imagination (TD-MPC2); they are re-scored every iteration.
   3. Each iteration samples the rest, imagines all N candidates H steps and scores
         G = sum_t gamma^t * prod_{k<t} c_k * r_t  +  gamma^H * prod_{k<H} c_k * V(s_H)
-     with the model's reward r and continue probability c and the critic's value V.
+     with the model's reward r and continue probability c and the critic's value V;
+     with planner.prior > 0 plus the actor's log-likelihood of the plan (`_prior_bonus`).
   4. With rules, candidates predicted to break a hard rule are discarded; if fewer than
      k are safe, elites are ranked by (violations ascending, robustness descending)
      as in SafeDreamer's constrained CEM.
@@ -46,7 +47,7 @@ class LatentMPC(nn.Module):
                  momentum: float = 0.1, init_std: float = 1.0, min_std: float = 0.05,
                  min_prob: float = 0.01, temperature: float = 0.5, gamma: float | None = None,
                  rules: Any = None, cost_threshold: float = 0.5, seed: int = 0,
-                 latent: str = "sample") -> None:
+                 latent: str = "sample", prior: float = 0.0) -> None:
         super().__init__()
         assert samples > 0 and horizon > 0 and iterations > 0 and elites > 0
         self.actor_critic = actor_critic
@@ -59,6 +60,9 @@ class LatentMPC(nn.Module):
         self.proposals = min(self.proposals, samples - 1)  # keep at least one sampled candidate
         self.momentum, self.init_std, self.min_std, self.min_prob = momentum, init_std, min_std, min_prob
         self.temperature = temperature
+        if prior < 0:
+            raise ValueError(f"planner.prior must be >= 0, got {prior}")
+        self.prior = prior
         self.gamma = float(actor_critic.gamma if gamma is None else gamma)
         self.shield = ImaginationShield(rules, act_spec, cost_threshold) if rules is not None else None
         self.seed = seed
@@ -197,11 +201,32 @@ class LatentMPC(nn.Module):
         discount = self.gamma ** torch.arange(self.horizon, device=feats.device, dtype=reward.dtype)
         value = self.actor_critic.value(feats[:, -1], None if index is None else index[:, -1])  # (B*N,)
         ret = (discount * reach * reward).sum(1) + self.gamma ** self.horizon * cont.prod(1) * value
+        if self.prior:
+            ret = ret + self._prior_bonus(feats, actions, index, discount * reach)
         ret = torch.nan_to_num(ret.float(), nan=-1e30, posinf=1e30, neginf=-1e30).reshape(B, -1)
         if self.shield is None:
             zeros = torch.zeros_like(ret)
             return ret, zeros, zeros, zeros.bool(), torch.ones_like(ret[:, 0])
         return (ret, *self._check(model, feats, actions, cost, ret, iteration, index))
+
+    def _prior_bonus(self, feats: torch.Tensor, actions: torch.Tensor, index: torch.Tensor | None,
+                     weight: torch.Tensor) -> torch.Tensor:
+        """The policy prior: prior * S * sum_t w_t log pi(a_t | s_t) (B*N,), for feats (B*N, H+1, F),
+        actions (B*N, H, A) and the return's time weights w (B*N, H); S is the actor's return
+        scale (max(1, P95 - P5) of its imagined returns), so `prior` is in the units of the
+        actor's own objective (return / S + entropy bonus) and one setting carries across tasks.
+
+        Why: a small model's imagined returns have errors, and the best-scored of many
+        candidates is more often one whose score is such an error (the winner's curse). The
+        actor was trained on the same model's imagination but averages over it, so plans
+        far from what the actor would do are the ones to trust less. With MPPI's softmax the
+        elite weights become exp(G / tau) * pi(plan)^(prior * S / tau): search sharpened by
+        the policy rather than against it (as in KL-regularised control)."""
+        idx = None if index is None else index[:, :-1]
+        logp = self.actor_critic.actor(feats[:, :-1], None, idx).log_prob(actions)   # (B*N, H)
+        retnorm = getattr(self.actor_critic, "retnorm", None)
+        scale = retnorm.scale if retnorm is not None else 1.0
+        return self.prior * scale * (weight * logp).sum(1)
 
     def _check(self, model: Any, feats: torch.Tensor, actions: torch.Tensor, cost: torch.Tensor,
                ret: torch.Tensor, iteration: int, index: torch.Tensor | None = None

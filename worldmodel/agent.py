@@ -77,7 +77,8 @@ def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_
     return mpc(actor_critic, act_spec, samples=p.samples, horizon=p.horizon, iterations=p.iterations,
                elites=p.elites, policy_fraction=p.policy_fraction, momentum=p.momentum,
                init_std=p.init_std, min_std=p.min_std, min_prob=p.min_prob, temperature=p.temperature,
-               rules=rules, cost_threshold=p.cost_threshold, seed=cfg.run.seed, latent=p.latent)
+               rules=rules, cost_threshold=p.cost_threshold, seed=cfg.run.seed, latent=p.latent,
+               prior=p.prior)
 
 
 class Agent:

@@ -238,7 +238,8 @@ def load_config(presets: Iterable[str] = (), overrides: dict[str, Any] | None = 
         raise ConfigError(f"config key 'planner.policy_fraction' must be in [0, 1], got {flat['planner.policy_fraction']}")
     if flat["run.checkpoint_every"] <= 0:
         raise ConfigError(f"config key 'run.checkpoint_every' must be positive, got {flat['run.checkpoint_every']}")
-    for dotted in ("train.max_skipped", "run.keep_checkpoints", "run.log_every", "run.eval_every", "run.video_every"):
+    for dotted in ("train.max_skipped", "run.keep_checkpoints", "run.log_every", "run.eval_every", "run.video_every",
+                   "planner.prior"):
         if flat[dotted] < 0:
             raise ConfigError(f"config key '{dotted}' must be 0 or more, got {flat[dotted]}")
     if flat["train.ratio"] <= 0:

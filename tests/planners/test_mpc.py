@@ -234,6 +234,47 @@ def test_warm_start_shifts_the_plan_and_reset_clears_it():
     assert torch.all(planner.mean[0] == 0) and torch.equal(planner.mean[1, :-1], plan[1, 1:])
 
 
+def _fixed_actor(planner, mean: float) -> None:
+    """Make the continuous actor ignore its input: Normal(mean, min_std = 0.1)."""
+    head = planner.actor.net.head
+    with torch.no_grad():
+        head.weight.zero_()
+        head.bias.copy_(torch.tensor([float(np.arctanh(mean)), -30.0]))  # std -> min_std
+
+
+def test_prior_bonus_is_the_actors_weighted_log_likelihood():
+    planner = line_planner("mppi", horizon=2, prior=0.5)
+    _fixed_actor(planner, 0.5)
+    feats = torch.zeros(1, 3, 1)
+    actions = torch.tensor([[[0.7], [-0.5]]])                           # (1, H, A)
+    weight = torch.tensor([[1.0, 0.9]])
+    bonus = planner._prior_bonus(feats, actions, None, weight)
+    # log N(a; 0.5, 0.1) = -((a - 0.5) / 0.1)^2 / 2 - log(0.1) - log(2 pi) / 2; scale 1 before any update
+    logn = lambda a: -((a - 0.5) / 0.1) ** 2 / 2 - np.log(0.1) - 0.5 * np.log(2 * np.pi)  # noqa: E731
+    expected = 0.5 * (1.0 * logn(0.7) + 0.9 * logn(-0.5))
+    assert bonus.shape == (1,)
+    assert bonus.item() == pytest.approx(expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["cem", "mppi"])
+def test_the_policy_prior_pulls_the_plan_toward_the_actor(kind):
+    # from x = 2 the model's optimum is -1, -1, 0; the actor insists on +0.5
+    first = {}
+    for prior in (0.0, 0.1, 10.0):
+        planner = line_planner(kind, prior=prior, seed=3)
+        _fixed_actor(planner, 0.5)
+        action, _ = planner.act(LineModel(), {"x": torch.full((2, 1), 2.0)}, explore=False)
+        first[prior] = action.mean().item()
+    assert first[0.0] == pytest.approx(-1.0, abs=0.1)                  # no prior: the model's optimum
+    assert first[10.0] == pytest.approx(0.5, abs=0.1)                  # a strong prior: about the actor's action
+    assert first[0.0] < first[0.1] < first[10.0]                      # in between, in order
+
+
+def test_a_negative_prior_is_refused():
+    with pytest.raises(ValueError, match="planner.prior"):
+        line_planner("cem", prior=-0.1)
+
+
 def test_state_dict_is_the_actor_critics():
     planner = line_planner("mppi")
     keys = set(planner.state_dict())
