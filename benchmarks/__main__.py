@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="--with-rules: trained runs to measure on (the one whose env matches), not untrained weights")
     p.add_argument("--with-rules", action="store_true",
                    help="also time each planner with the env's shipped rules in imagination, and print the overhead")
+    p.add_argument("--prior", type=float, default=None,
+                   help="also time each planner with planner.prior at this weight against 0, interleaved")
     # add_help=False: -h goes through to compare.py, which lists its own options
     p = sub.add_parser("compare", add_help=False, allow_abbrev=False,
                        help="side by side with SheepRL (benchmarks/sheeprl/compare.py)")
@@ -208,6 +210,15 @@ def main(argv: list[str] | None = None) -> int:
                           f"{o['ms_none']:.1f} ms, with the cost penalty {o['ms_objective']:.1f} ms, with the shield "
                           f"in imagination {o['ms_shield']:.1f} ms: the shield adds {100 * o['shield_overhead']:+.1f}%, "
                           f"all rule work {100 * o['rules_overhead']:+.1f}%", flush=True)
+                if args.prior and planner != "actor":
+                    from benchmarks.plan_speed import prior_overhead
+                    o = prior_overhead(env_id, args.prior, args.preset, planner, args.samples, args.horizon,
+                                       args.iterations, args.threads, rounds=max(1, args.decisions // 5),
+                                       warmup=args.warmup)
+                    record("plan_speed", o, command)
+                    print(f"  planner.prior {o['prior']:g} (interleaved, {o['rounds']} x 5 decisions each): "
+                          f"off {o['ms_prior_off']:.1f} ms, on {o['ms_prior_on']:.1f} ms: "
+                          f"{100 * o['prior_overhead']:+.1f}%", flush=True)
         print(f"(target: MPPI 256 x 5 x 3 within {TARGET_MS:g} ms per decision; preset {' '.join(args.preset)}, "
               f"{args.threads} thread(s), median of {args.decisions} decisions)")
     elif args.cmd == "report":

@@ -2,6 +2,7 @@
 
   python -m benchmarks plan-speed [--preset small] [--planner mppi cem] [--env Pendulum-v1 CartPole-v1]
                                   [--samples 256 --horizon 5 --iterations 3] [--threads 1] [--decisions 50]
+                                  [--with-rules] [--prior 0.003]
 
 The agent is built through the project's factories (worldmodel/agent.py: `Agent` ->
 `build_model`, `build_planner`; the env through worldmodel/trainer.py `env_factory`) with
@@ -119,13 +120,29 @@ def rules_overhead(env_id: str, rules: str, presets: list[str] | None = None, pl
     mpc = agent.planner
     shield, penalty = mpc.shield, mpc.actor_critic.cost_penalty
     settings = {"none": (None, 0.0), "objective": (None, penalty), "shield": (shield, penalty)}
-    times: dict[str, list[float]] = {k: [] for k in settings}
+
+    def apply(name: str) -> None:
+        mpc.shield, mpc.actor_critic.cost_penalty = settings[name]
+
+    ms = interleaved(agent, env, list(settings), apply, rounds, per_round, warmup, seed)
+    return {"env": env_id, "rules": rules, "presets": presets or ["small"], "planner": planner, "threads": threads,
+            "samples": samples, "horizon": horizon, "iterations": iterations, "rounds": rounds,
+            "per_round": per_round, "run": run, "ms_none": ms["none"], "ms_objective": ms["objective"], "ms_shield": ms["shield"],
+            "shield_overhead": ms["shield"] / ms["objective"] - 1.0, "rules_overhead": ms["shield"] / ms["none"] - 1.0}
+
+
+def interleaved(agent: Any, env: Any, names: list[str], apply: Any, rounds: int, per_round: int,
+                warmup: int, seed: int) -> dict[str, float]:
+    """Median ms per `agent.act` in each setting, timed in turn on one agent and one env
+    trajectory (shared machines are noisy: interleaving spreads the noise over all of them).
+    `apply(name)` switches the agent to a setting; round 0 warms up, then each round times
+    `per_round` decisions per setting, rotating which setting goes first."""
+    times: dict[str, list[float]] = {k: [] for k in names}
     obs, _ = env.reset(seed=seed)
     state = None
-    for r in range(rounds + 1):  # round 0 warms up
-        names = list(settings)[r % 3:] + list(settings)[: r % 3]  # rotate the order
-        for name in names:
-            mpc.shield, mpc.actor_critic.cost_penalty = settings[name]
+    for r in range(rounds + 1):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            apply(name)
             for _ in range(per_round if r else warmup):
                 t = time.perf_counter()
                 action, state = agent.act(obs, state)
@@ -136,11 +153,29 @@ def rules_overhead(env_id: str, rules: str, presets: list[str] | None = None, pl
                     obs, _ = env.reset()
                     state = None
     env.close()
-    ms = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-    return {"env": env_id, "rules": rules, "presets": presets or ["small"], "planner": planner, "threads": threads,
+    return {k: statistics.median(v) * 1e3 for k, v in times.items()}
+
+
+def prior_overhead(env_id: str, prior: float, presets: list[str] | None = None, planner: str = "mppi",
+                   samples: int = 256, horizon: int = 5, iterations: int = 3, threads: int = 1,
+                   rounds: int = 10, per_round: int = 5, warmup: int = 5, seed: int = 0) -> dict[str, Any]:
+    """The policy prior's cost (`planner.prior`: one actor pass over every imagined
+    candidate step), interleaved with the same planner at prior 0 on one agent."""
+    import torch
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    over = {"planner.kind": planner, "run.seed": seed, "planner.samples": samples,
+            "planner.horizon": horizon, "planner.iterations": iterations}
+    agent, env = _agent(env_id, presets or ["small"], over)
+
+    def apply(name: str) -> None:
+        agent.planner.prior = prior if name == "on" else 0.0
+
+    ms = interleaved(agent, env, ["off", "on"], apply, rounds, per_round, warmup, seed)
+    return {"env": env_id, "prior": prior, "presets": presets or ["small"], "planner": planner, "threads": threads,
             "samples": samples, "horizon": horizon, "iterations": iterations, "rounds": rounds,
-            "per_round": per_round, "run": run, "ms_none": ms["none"], "ms_objective": ms["objective"], "ms_shield": ms["shield"],
-            "shield_overhead": ms["shield"] / ms["objective"] - 1.0, "rules_overhead": ms["shield"] / ms["none"] - 1.0}
+            "per_round": per_round, "ms_prior_off": ms["off"], "ms_prior_on": ms["on"],
+            "prior_overhead": ms["on"] / ms["off"] - 1.0}
 
 
 def budget(row: dict[str, Any]) -> str:

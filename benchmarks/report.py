@@ -103,8 +103,9 @@ def speed_grid(root: Path) -> list[str]:
 def plan_speed(root: Path) -> list[str]:
     from benchmarks.plan_speed import TARGET_MS, budget
     rows = load("plan_speed", root)
-    # `--with-rules` adds rows of the rules' overhead (with "ms_none"), without decision times
-    latest = newest([r for r in rows if "ms_none" not in r],
+    # `--with-rules` adds rows of the rules' overhead (with "ms_none"), without decision times,
+    # ... and `--prior` rows of the policy prior's cost (with "ms_prior_off")
+    latest = newest([r for r in rows if "ms_none" not in r and "ms_prior_off" not in r],
                     lambda r: (r["env"], tuple(r["presets"]), r["planner"], budget(r), r["threads"]))
     body = [[r["env"], " ".join(r["presets"]), r["planner"], budget(r), str(r["threads"]), fmt(r["ms_per_decision"]),
              fmt(r["ms_p90"]), fmt(r["planner_ms"]), fmt(r.get("cpu_ms_per_decision")), fmt(r["decisions_per_s"]),
@@ -123,6 +124,15 @@ def plan_speed(root: Path) -> list[str]:
             "env", "rules", "N x H x iterations", "no rules", "+ cost penalty", "+ shield in imagination",
             "the shield adds", "all rule work adds", "rounds x decisions", "commit"], body, rules.values(),
             note="Target (issue 4): the shield adds at most 10% to a planning step.")
+    prior = newest([r for r in rows if "ms_prior_off" in r],
+                   lambda r: (r["env"], r["planner"], r["prior"], budget(r), r["threads"]))
+    if prior:
+        body = [[r["env"], r["planner"], f"{r['prior']:g}", budget(r), fmt(r["ms_prior_off"]), fmt(r["ms_prior_on"]),
+                 f"{100 * r['prior_overhead']:+.1f}%", f"{r['rounds']} x {r['per_round']}", r["commit"]]
+                for r in prior.values()]
+        lines += _table("The policy prior's cost in an MPC decision (interleaved, median ms)", [
+            "env", "planner", "planner.prior", "N x H x iterations", "prior off", "prior on", "the prior adds",
+            "rounds x decisions", "commit"], body, prior.values())
     return lines
 
 

@@ -60,6 +60,15 @@ def _count_step(optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Non
 register_optimizer_step_post_hook(_count_step)
 
 
+try:  # torch >= 2.4 takes the device type; the older spelling is deprecated there
+    torch.is_autocast_enabled("cpu")
+
+    def cpu_autocast() -> bool:
+        return torch.is_autocast_enabled("cpu")
+except TypeError:  # torch < 2.4
+    cpu_autocast = torch.is_autocast_cpu_enabled
+
+
 def compiling() -> bool:
     is_compiling = getattr(torch.compiler, "is_compiling", None)  # torch >= 2.3
     return bool(is_compiling and is_compiling())
@@ -131,7 +140,7 @@ class LatentLinear(nn.Linear):
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
         # GPUs multiply faster than they gather; autocast and torch.compile take the plain path
         if (index is None or not self.enabled or x.device.type != "cpu" or x.dtype != self.weight.dtype
-                or torch.is_autocast_cpu_enabled() or compiling()):
+                or cpu_autocast() or compiling()):
             return super().forward(x)
         lead = x.shape[:-1]
         args = (x.reshape(-1, x.shape[-1]), index.reshape(-1, self.groups), self.weight, self.bias,

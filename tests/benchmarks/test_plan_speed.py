@@ -66,3 +66,23 @@ def test_rules_overhead_checks_plans_only_in_the_shield_setting():
         ImaginationShield.check = check
     assert len(calls) == 1 + 3 * 2  # warmup round + 3 rounds of 2 decisions, shield setting only
     assert r["rounds"] == 3 and r["ms_shield"] > 0
+
+
+def test_prior_overhead_runs_the_prior_only_when_on(results, capsys):
+    """--prior: the planner's prior term runs in the 'on' setting only, and the row says so."""
+    from planners.mpc import LatentMPC
+    calls = []
+    bonus = LatentMPC._prior_bonus
+    LatentMPC._prior_bonus = lambda self, *a, **k: (calls.append(self.prior), bonus(self, *a, **k))[1]
+    try:
+        assert main(["plan-speed", "--preset", "debug", "--env", "Pendulum-v1", "--planner", "mppi",
+                     "--samples", "16", "--horizon", "2", "--iterations", "1", "--decisions", "10",
+                     "--warmup", "1", "--prior", "0.003"]) == 0
+    finally:
+        LatentMPC._prior_bonus = bonus
+    rows = [json.loads(line) for line in (results / "plan_speed.jsonl").read_text().splitlines()]
+    o = rows[1]
+    assert o["prior"] == 0.003 and o["rounds"] == 2 and min(o["ms_prior_off"], o["ms_prior_on"]) > 0
+    assert o["prior_overhead"] == o["ms_prior_on"] / o["ms_prior_off"] - 1.0
+    assert calls == [0.003] * (1 + 2 * 5)  # warmup + 2 rounds of 5, one iteration each, 'on' only
+    assert re.search(r"planner.prior 0.003 .*: off \d+\.\d ms, on \d+\.\d ms: [+-]\d", capsys.readouterr().out)

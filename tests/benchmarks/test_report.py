@@ -38,7 +38,11 @@ def fill(folder):
           {"env": "Pendulum-v1", "rules": "pendulum_torque", "presets": ["small"], "planner": "mppi",
            "threads": 1, "samples": 128, "horizon": 15, "iterations": 2, "rounds": 60, "per_round": 5,
            "ms_none": 46.4, "ms_objective": 49.4, "ms_shield": 54.2, "shield_overhead": 0.097,
-           "rules_overhead": 0.169})
+           "rules_overhead": 0.169},
+          # a `--prior` row: the policy prior's cost
+          {"env": "Pendulum-v1", "prior": 0.003, "presets": ["small"], "planner": "mppi", "threads": 1,
+           "samples": 256, "horizon": 5, "iterations": 3, "rounds": 10, "per_round": 5,
+           "ms_prior_off": 44.0, "ms_prior_on": 50.6, "prior_overhead": 0.15})
     write(folder, "gather_ab", {"preset": "xs-matched", "work": "update", "env": "CartPole-v1", "threads": 1,
                                 "rounds": 6, "cpu_ms_gather": 1123.0, "cpu_ms_dense": 1391.6, "speedup": 1.239})
     run = {"task": "corridor", "steps": 3000, "veto_rate_first10": 0.1, "veto_rate_last10": 0.0,
@@ -62,6 +66,8 @@ def test_report_tables_hold_the_medians(tmp_path):
     assert "| 178.3 |" in text and "| 19% |" in text
     assert "| Pendulum-v1 | small | mppi | 256 x 5 x 3 | 1 | 17.2 |" in text
     assert "| Pendulum-v1 | pendulum_torque | 128 x 15 x 2 | 46.4 | 49.4 | 54.2 | +9.7% | +16.9% |" in text
+    assert "| Pendulum-v1 | mppi | 0.003 | 256 x 5 x 3 | 44.0 | 50.6 | +15.0% |" in text
+    assert text.count("| Pendulum-v1 | small | mppi |") == 1  # overhead rows are not decision times
     assert "| xs-matched | update | CartPole-v1 | 1 | 1391.6 | 1123.0 | 1.24x |" in text
     shield = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| corridor |")}
     assert "| 0 | 20 |" in shield["on"]  # median over seeds of 10, 30, 20 vetoes
