@@ -18,6 +18,9 @@
 #    is spent, so the check stays under 5 minutes whatever compiling costs.
 # 3. End to end: `worldmodel train --preset debug --device cuda --steps 300` and
 #    `--preset small --steps 2000 --device cuda`.
+# 4. Planning: decisions per second of MPPI on the device (small preset, Pendulum-v1, one
+#    env) at the default budget 128 x 15 x 2 and at issue 8's 256 x 5 x 3
+#    (benchmarks/plan_speed.py's `time_decisions`).
 # Writes $OUT/gpu_check.json (or benchmarks/results/tmp/ without $OUT): one row in the format
 # of benchmarks/results/*.jsonl (suite "gpu"), and prints a markdown table. Exit status 1 when
 # any timing or training run failed.
@@ -171,7 +174,25 @@ def train_run(preset, steps):
             "error": None if proc.returncode == 0 else (proc.stderr or proc.stdout)[-1500:]}
 
 
+def plan_rows():
+    """MPPI decisions on the device: (samples, horizon, iterations) budgets, one env."""
+    from benchmarks.plan_speed import time_decisions
+    rows = []
+    for samples, horizon, iterations in ((128, 15, 2), (256, 5, 3)):
+        try:
+            r = time_decisions("Pendulum-v1", ["small"], "mppi", samples, horizon, iterations, threads=1,
+                               decisions=3 if dry else 30, warmup=1 if dry else 5, device=device)
+        except Exception as exc:  # record it, go on
+            r = {"samples": samples, "horizon": horizon, "iterations": iterations,
+                 "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
+        rows.append(r)
+        print(f"mppi {samples} x {horizon} x {iterations}: " + (
+            f"{r['ms_per_decision']:.1f} ms/decision" if "ms_per_decision" in r else r["error"][:200]), flush=True)
+    return rows
+
+
 timings, failures = [], 0
+planning = []
 plan = [(p, v) for v in ("fp32", "bf16") for p in presets] + [(p, "bf16+compile") for p in presets]
 e2e_plan = [("debug", 300), ("small", 1200 if dry else 2000)]
 runs = []
@@ -183,6 +204,8 @@ for i, (preset, variant) in enumerate(plan):
             failures += r["returncode"] != 0
             print(f"train --preset {p} --steps {steps}: exit {r['returncode']}, {r['wall_s']:.0f} s, "
                   f"{r['updates']} updates", flush=True)
+        planning = plan_rows()
+        failures += sum("error" in r for r in planning)
     if time.time() - t_start > budget_s:
         timings.append({"preset": preset, "variant": variant, "skipped": f"time budget {budget_s:.0f} s spent"})
         continue
@@ -200,7 +223,7 @@ for i, (preset, variant) in enumerate(plan):
 result = {"suite": "gpu", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
           "commit": os.environ.get("GIT_COMMIT") or commit(), "command": "bash benchmarks/gpu_check.sh"
           + (" --cpu-dry-run" if dry else ""), "machine": machine(), "dry_run": dry, "timings": timings,
-          "train_runs": runs, "total_s": time.time() - t_start, "failures": failures}
+          "train_runs": runs, "planning": planning, "total_s": time.time() - t_start, "failures": failures}
 (out_dir / "gpu_check.json").write_text(json.dumps(result, indent=1))
 
 mem = lambda r: "–" if r.get("max_memory_allocated_mb") is None else f"{r['max_memory_allocated_mb']:.0f}"  # noqa: E731
@@ -220,6 +243,14 @@ for r in runs:
     f = lambda v, s=".1f": "–" if v is None else format(v, s)  # noqa: E731
     print(f"| --preset {r['preset']} --steps {r['steps']} --device {r['device']} | {r['returncode']} | "
           f"{r['wall_s']:.0f} | {r['env_steps']} | {r['updates']} | {f(r['ups'])} | {f(r['fps'])} |")
+print("\n| planning (Pendulum-v1, small, one env) | ms/decision (median) | p90 ms | decisions/s |")
+print("|---|---|---|---|")
+for r in planning:
+    budget = f"MPPI {r['samples']} x {r['horizon']} x {r['iterations']}"
+    if "ms_per_decision" in r:
+        print(f"| {budget} | {r['ms_per_decision']:.1f} | {r['ms_p90']:.1f} | {r['decisions_per_s']:.1f} |")
+    else:
+        print(f"| {budget} | {r['error'][:120]} |||")
 print(f"\n{len(timings)} timings, {len(runs)} train runs, {failures} failures, {result['total_s']:.0f} s; "
       f"written {out_dir / 'gpu_check.json'}")
 sys.exit(1 if failures else 0)

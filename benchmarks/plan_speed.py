@@ -30,14 +30,14 @@ SHIPPED_RULES = {"CartPole-v1": "cartpole_track", "Pendulum-v1": "pendulum_torqu
                  "worldmodel/SafeCorridor-v0": "safe_corridor"}
 
 
-def _agent(env_id: str, presets: list[str], overrides: dict[str, Any]):
+def _agent(env_id: str, presets: list[str], overrides: dict[str, Any], device: str = "cpu"):
     from envs.spaces import action_spec, obs_spec
     from worldmodel.agent import Agent
     from worldmodel.config import load_config
     from worldmodel.trainer import env_factory
     cfg = load_config(presets, {"env.id": env_id, **overrides})
     env = env_factory(cfg)()
-    agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), "cpu",
+    agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), device,
                   env.observation_space, env.action_space)
     agent._obs_space = env.observation_space  # as worldmodel.api.load sets it, for `act`
     return agent, env
@@ -46,8 +46,9 @@ def _agent(env_id: str, presets: list[str], overrides: dict[str, Any]):
 def time_decisions(env_id: str = "Pendulum-v1", presets: list[str] | None = None, planner: str = "mppi",
                    samples: int = 256, horizon: int = 5, iterations: int = 3, threads: int = 1,
                    decisions: int = 50, warmup: int = 5, seed: int = 0,
-                   overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Time `decisions` greedy `act` calls for one env after `warmup` untimed ones."""
+                   overrides: dict[str, Any] | None = None, device: str = "cpu") -> dict[str, Any]:
+    """Time `decisions` greedy `act` calls for one env after `warmup` untimed ones. On a GPU
+    each call ends with the action copied to the host, so the time includes all device work."""
     import torch
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -55,7 +56,7 @@ def time_decisions(env_id: str = "Pendulum-v1", presets: list[str] | None = None
     over = {"planner.kind": planner, "run.seed": seed, **(overrides or {})}
     if planner != "actor":
         over.update({"planner.samples": samples, "planner.horizon": horizon, "planner.iterations": iterations})
-    agent, env = _agent(env_id, presets, over)
+    agent, env = _agent(env_id, presets, over, device)
     planner_act, planner_times = agent.planner.act, []
 
     def timed_planner(*args: Any, **kwargs: Any):
@@ -81,7 +82,7 @@ def time_decisions(env_id: str = "Pendulum-v1", presets: list[str] | None = None
     env.close()
     ms = sorted(1e3 * t for t in times)
     median = statistics.median(ms)
-    return {"env": env_id, "presets": presets, "planner": planner, "threads": threads,
+    return {"env": env_id, "presets": presets, "planner": planner, "threads": threads, "device": device,
             "samples": samples if planner != "actor" else None, "horizon": horizon if planner != "actor" else None,
             "iterations": iterations if planner != "actor" else None, "decisions": decisions, "warmup": warmup,
             "ms_per_decision": median, "ms_p90": ms[min(len(ms) - 1, int(0.9 * len(ms)))], "ms_min": ms[0],
