@@ -334,6 +334,7 @@ class LatentMPC(nn.Module):
         self.last_plan = mean
         self.mean = mean
         self._shift()
+        # the chosen plan's score: its predicted return, plus the prior's bonus when planner.prior > 0
         info: dict[str, torch.Tensor] = {"plan_return": ret.gather(1, idx)[rows, pick]}
         if self.sizes:  # per-action log-probs of the first step: the veto ranking of the shield
             info["preferences"] = self._masked(mean, mask)[:, 0].clamp(min=1e-8).log()
