@@ -87,5 +87,7 @@ def test_prior_overhead_runs_the_prior_only_when_on(results, capsys):
     assert o["prior_overhead"] == o["ms_prior_on"] / o["ms_prior_off"] - 1.0
     # the plain timing row plans with the default prior; the interleaved row adds 0.003 in
     # its 'on' setting only: warmup + 2 rounds of 5 decisions, one iteration each
-    assert calls.count(0.003) == 1 + 2 * 5 and set(calls) == {0.01, 0.003}
+    from worldmodel.config import load_config
+    default = load_config(["debug"]).planner.prior
+    assert calls.count(0.003) == 1 + 2 * 5 and set(calls) == {default, 0.003}
     assert re.search(r"planner.prior 0.003 .*: off \d+\.\d ms, on \d+\.\d ms: [+-]\d", capsys.readouterr().out)
