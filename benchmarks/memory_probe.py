@@ -13,6 +13,13 @@ flag at obs `distance`, the answer action there, and the reward on the terminal 
   cue   reward +1 if the cue is 0, else -1: pure memory, the answer does not matter
   xor   reward +1 if the answer equals the cue (CueMemory's own reward): memory and action
 
+`--readout mse` / `--readout twohot` measure the backbone's memory apart from the world
+model's other losses: only the encoder, the dynamics and a fresh readout MLP on the
+terminal step's feature [h, z] are trained (no decoder, no KL, no heads at other steps),
+the readout regressing the terminal reward by squared error (`mse`) or by the reward
+head's two-hot cross-entropy from a zero-initialised output layer (`twohot`). The default,
+`--readout world-model`, trains the whole world-model loss and reads its reward head.
+
 Every `--every` updates the sign of the predicted terminal reward is scored on a fresh
 batch of 256 episodes. Reported: the first update count at which that accuracy reaches
 `--target` (0.95) and stays there for the next check too, or "not within" --updates.
@@ -29,6 +36,7 @@ from typing import Any
 import numpy as np
 
 BACKBONES = ("gru", "ssm", "hybrid")
+READOUTS = ("world-model", "mse", "twohot")
 
 
 def episodes(rng: np.random.Generator, batch: int, distance: int, reward: str) -> dict[str, np.ndarray]:
@@ -54,8 +62,40 @@ def episodes(rng: np.random.Generator, batch: int, distance: int, reward: str) -
             "is_terminal": last, "cost": np.zeros((batch, T), np.float32), "mask": np.ones((batch, T), bool)}
 
 
+def terminal_feat(model: Any, batch: dict[str, Any]) -> Any:
+    """The posterior feature [h, z] of each sequence's last step (B, F), as `model.loss`
+    computes it: the same encoder, the same action shift, the same backbone."""
+    import torch
+    obs = {k.name: batch[k.name] for k in model.obs_spec.keys}
+    prev_action = torch.cat([torch.zeros_like(batch["action"][:, :1]), batch["action"][:, :-1]], 1)
+    post, _ = model.rssm.observe(model.embed(obs), prev_action, batch["is_first"])
+    return model.rssm.feat(post)[:, -1]
+
+
+class Readout:
+    """The loss and the prediction of the terminal reward from the backbone's last feature
+    (B, F): a world-model-style MLP ending in one output (`mse`) or in the reward head's
+    two-hot bins with a zero-initialised output layer (`twohot`)."""
+
+    def __init__(self, kind: str, model: Any, cfg: Any) -> None:
+        from worldmodel.nets import MLP
+        twohot = kind == "twohot"
+        self.kind, self.twohot = kind, model.twohot
+        self.net = MLP(model.feat_dim, cfg.model.bins if twohot else 1, cfg.model.units, cfg.model.layers,
+                       out_scale=0.0 if twohot else 1.0)
+
+    def loss(self, feat: Any, target: Any) -> Any:
+        if self.kind == "twohot":
+            return self.twohot.loss(self.net(feat), target).mean()
+        return ((self.net(feat).squeeze(-1) - target) ** 2).mean()
+
+    def predict(self, feat: Any) -> Any:
+        out = self.net(feat)
+        return self.twohot.mean(out) if self.kind == "twohot" else out.squeeze(-1)
+
+
 def probe(backbone: str, distance: int, reward: str, updates: int, every: int, target: float, seed: int,
-          presets: list[str], batch: int, overrides: dict[str, Any]) -> dict[str, Any]:
+          presets: list[str], batch: int, overrides: dict[str, Any], readout: str = "world-model") -> dict[str, Any]:
     import gymnasium as gym
     import torch
 
@@ -70,28 +110,42 @@ def probe(backbone: str, distance: int, reward: str, updates: int, every: int, t
     agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), "cpu",
                   env.observation_space, env.action_space)
     env.close()
-    model, opt = agent.model, agent.model_opt
+    model, opt, params = agent.model, agent.model_opt, list(agent.model.parameters())
+    head = None
+    if readout != "world-model":  # the encoder and the backbone, and a fresh readout
+        from worldmodel.nets import adam
+        head = Readout(readout, model, cfg)
+        params = [*model.vec_encoder.parameters(), *model.rssm.parameters(), *head.net.parameters()]
+        opt = adam(params, cfg.train.model_lr, cfg.train.adam_eps)
     rng, test_rng = np.random.default_rng(seed), np.random.default_rng(10_000 + seed)
     curve: list[tuple[int, float]] = []
     reached = None
     t0 = time.time()
     for step in range(1, updates + 1):
-        total, _, _ = model.loss(agent.to_batch(episodes(rng, batch, distance, reward)))
+        data = agent.to_batch(episodes(rng, batch, distance, reward))
+        if head is None:
+            total, _, _ = model.loss(data)
+        else:
+            total = head.loss(terminal_feat(model, data), data["reward"][:, -1])
         opt.zero_grad(set_to_none=True)
         total.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), agent.model_clip)
+        torch.nn.utils.clip_grad_norm_(params, agent.model_clip)
         opt.step()
         if step % every == 0:
             test = agent.to_batch(episodes(test_rng, 256, distance, reward))
             with torch.no_grad():
-                _, _, post = model.loss(test)
-                pred = model.reward(model.rssm.feat(post)[:, -1])
+                if head is None:
+                    _, _, post = model.loss(test)
+                    pred = model.reward(model.rssm.feat(post)[:, -1])
+                else:
+                    pred = head.predict(terminal_feat(model, test))
             acc = float(((pred > 0) == (test["reward"][:, -1] > 0)).float().mean())
             curve.append((step, acc))
             if reached is None and len(curve) >= 2 and min(a for _, a in curve[-2:]) >= target:
                 reached = curve[-2][0]
                 break
-    return {"backbone": backbone, "distance": distance, "reward": reward, "seed": seed, "updates": updates,
+    return {"backbone": backbone, "distance": distance, "reward": reward, "readout": readout, "seed": seed,
+            "updates": updates,
             "batch": batch, "target": target, "reached": reached, "final_accuracy": curve[-1][1] if curve else None,
             "curve": curve, "wall_s": time.time() - t0}
 
@@ -103,6 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backbones", nargs="+", default=list(BACKBONES), choices=BACKBONES)
     p.add_argument("--distances", type=int, nargs="+", default=[2, 8, 24])
     p.add_argument("--rewards", nargs="+", default=["cue", "xor"], choices=["cue", "xor"])
+    p.add_argument("--readout", default="world-model", choices=READOUTS,
+                   help="what is trained: the whole world model, or the backbone and a readout (see above)")
     p.add_argument("--updates", type=int, default=4000, help="most world-model updates per probe")
     p.add_argument("--every", type=int, default=100, help="updates between accuracy checks")
     p.add_argument("--target", type=float, default=0.95, help="accuracy that counts as learned")
@@ -117,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks.common import record
     overrides = dict(kv.split("=", 1) for kv in args.set)
     rows = []
+    print(f"readout: {args.readout}")
     print(f"{'reward':<6} {'distance':>8} {'backbone':<8} {'seed':>4} {'updates to learn':>16} "
           f"{'final acc':>9} {'wall s':>7}", flush=True)
     for reward in args.rewards:
@@ -124,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
             for backbone in args.backbones:
                 for seed in args.seeds:
                     r = probe(backbone, distance, reward, args.updates, args.every, args.target, seed,
-                              args.preset, args.batch, overrides)
+                              args.preset, args.batch, overrides, args.readout)
                     rows.append(r)
                     got = f"{r['reached']:,}" if r["reached"] else f"> {args.updates:,}"
                     print(f"{reward:<6} {distance:>8} {backbone:<8} {seed:>4} {got:>16} "
