@@ -241,14 +241,17 @@ def planning_scaling(root: Path) -> list[str]:
 
 
 def memory_probe(root: Path) -> list[str]:
-    latest = newest([dict(p, command=row["command"], commit=row["commit"]) for row in load("memory_probe", root)
-                     for p in row["rows"]],
-                    lambda p: (p.get("readout", "world-model"), p["reward"], p["distance"], p["backbone"], p["seed"]))
-    body = [[p.get("readout", "world-model"), p["reward"], str(p["distance"]), p["backbone"], str(p["seed"]),
+    # overrides (--set) are part of the key: an ablation does not replace the plain probe's row
+    latest = newest([dict(p, command=row["command"], commit=row["commit"],
+                          set=" ".join(f"{k}={v}" for k, v in (row.get("overrides") or {}).items()))
+                     for row in load("memory_probe", root) for p in row["rows"]],
+                    lambda p: (p.get("readout", "world-model"), p["set"], p["reward"], p["distance"], p["backbone"],
+                               p["seed"]))
+    body = [[p.get("readout", "world-model"), p["set"], p["reward"], str(p["distance"]), p["backbone"], str(p["seed"]),
              f"{p['reached']:,}" if p["reached"] else f"not within {p['updates']:,}",
              fmt(p["final_accuracy"], ".2f"), p["commit"]] for p in latest.values()]
     return _table("Memory probe: updates until the cue-dependent reward is predicted", [
-        "trained", "reward", "cue distance", "backbone", "seed", "updates to 95% sign accuracy", "final accuracy",
+        "trained", "overrides", "reward", "cue distance", "backbone", "seed", "updates to 95% sign accuracy", "final accuracy",
         "commit"], body, latest.values())
 
 

@@ -48,7 +48,18 @@ def test_probe_runs_and_records(backbone, results, capsys):
     assert "updates to learn" in capsys.readouterr().out
     from benchmarks.report import report
     table = report(results)
-    assert "### Memory probe" in table and f"| world-model | cue | 1 | {backbone} | 0 | not within 4 |" in table
+    assert "### Memory probe" in table and f"| world-model |  | cue | 1 | {backbone} | 0 | not within 4 |" in table
+
+
+def test_report_keeps_ablations_apart(results):
+    """A probe run with --set overrides gets its own row; it does not replace the plain one."""
+    args = ["--backbones", "gru", "--distances", "1", "--rewards", "cue", "--every", "2", "--preset", "debug"]
+    assert main(args + ["--updates", "2"]) == 0
+    assert main(args + ["--updates", "4", "--set", "model.loss_scales.rec=0.0"]) == 0
+    from benchmarks.report import report
+    table = report(results)
+    assert "| world-model |  | cue | 1 | gru | 0 | not within 2 |" in table
+    assert "| world-model | model.loss_scales.rec=0.0 | cue | 1 | gru | 0 | not within 4 |" in table
 
 
 @pytest.mark.parametrize("readout", ["mse", "twohot"])
