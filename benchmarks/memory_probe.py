@@ -17,7 +17,9 @@ flag at obs `distance`, the answer action there, and the reward on the terminal 
 model's other losses: only the encoder, the dynamics and a fresh readout MLP on the
 terminal step's feature [h, z] are trained (no decoder, no KL, no heads at other steps),
 the readout regressing the terminal reward by squared error (`mse`) or by the reward
-head's two-hot cross-entropy from a zero-initialised output layer (`twohot`). The default,
+head's two-hot cross-entropy from a zero-initialised output layer (`twohot`).
+`--readout twohot-every` trains that two-hot readout on the reward of every step, as the
+world model's reward head is trained (0 at all but the terminal step). The default,
 `--readout world-model`, trains the whole world-model loss and reads its reward head.
 
 Every `--every` updates the sign of the predicted terminal reward is scored on a fresh
@@ -36,7 +38,7 @@ from typing import Any
 import numpy as np
 
 BACKBONES = ("gru", "ssm", "hybrid")
-READOUTS = ("world-model", "mse", "twohot")
+READOUTS = ("world-model", "mse", "twohot", "twohot-every")
 
 
 def episodes(rng: np.random.Generator, batch: int, distance: int, reward: str) -> dict[str, np.ndarray]:
@@ -62,36 +64,41 @@ def episodes(rng: np.random.Generator, batch: int, distance: int, reward: str) -
             "is_terminal": last, "cost": np.zeros((batch, T), np.float32), "mask": np.ones((batch, T), bool)}
 
 
-def terminal_feat(model: Any, batch: dict[str, Any]) -> Any:
-    """The posterior feature [h, z] of each sequence's last step (B, F), as `model.loss`
-    computes it: the same encoder, the same action shift, the same backbone."""
+def features(model: Any, batch: dict[str, Any]) -> Any:
+    """The posterior feature [h, z] of every step (B, T, F), as `model.loss` computes it:
+    the same encoder, the same action shift, the same backbone."""
     import torch
     obs = {k.name: batch[k.name] for k in model.obs_spec.keys}
     prev_action = torch.cat([torch.zeros_like(batch["action"][:, :1]), batch["action"][:, :-1]], 1)
     post, _ = model.rssm.observe(model.embed(obs), prev_action, batch["is_first"])
-    return model.rssm.feat(post)[:, -1]
+    return model.rssm.feat(post)
 
 
 class Readout:
-    """The loss and the prediction of the terminal reward from the backbone's last feature
-    (B, F): a world-model-style MLP ending in one output (`mse`) or in the reward head's
-    two-hot bins with a zero-initialised output layer (`twohot`)."""
+    """The loss and the prediction of the reward from the backbone's features (B, T, F): a
+    world-model-style MLP ending in one output (`mse`) or in the reward head's two-hot bins
+    with a zero-initialised output layer (`twohot`, `twohot-every`). The loss covers the
+    terminal step, or every step (`twohot-every`); the prediction is the terminal step's."""
 
     def __init__(self, kind: str, model: Any, cfg: Any) -> None:
         from worldmodel.nets import MLP
-        twohot = kind == "twohot"
-        self.kind, self.twohot = kind, model.twohot
+        twohot = kind.startswith("twohot")
+        self.kind, self.twohot, self.every = kind, model.twohot, kind == "twohot-every"
         self.net = MLP(model.feat_dim, cfg.model.bins if twohot else 1, cfg.model.units, cfg.model.layers,
                        out_scale=0.0 if twohot else 1.0)
 
-    def loss(self, feat: Any, target: Any) -> Any:
-        if self.kind == "twohot":
-            return self.twohot.loss(self.net(feat), target).mean()
-        return ((self.net(feat).squeeze(-1) - target) ** 2).mean()
+    def loss(self, feat: Any, reward: Any) -> Any:
+        """feat (B, T, F), reward (B, T) -> scalar."""
+        if not self.every:
+            feat, reward = feat[:, -1], reward[:, -1]
+        if self.kind != "mse":
+            return self.twohot.loss(self.net(feat), reward).mean()
+        return ((self.net(feat).squeeze(-1) - reward) ** 2).mean()
 
     def predict(self, feat: Any) -> Any:
-        out = self.net(feat)
-        return self.twohot.mean(out) if self.kind == "twohot" else out.squeeze(-1)
+        """feat (B, T, F) -> the predicted terminal reward (B,)."""
+        out = self.net(feat[:, -1])
+        return out.squeeze(-1) if self.kind == "mse" else self.twohot.mean(out)
 
 
 def probe(backbone: str, distance: int, reward: str, updates: int, every: int, target: float, seed: int,
@@ -126,7 +133,7 @@ def probe(backbone: str, distance: int, reward: str, updates: int, every: int, t
         if head is None:
             total, _, _ = model.loss(data)
         else:
-            total = head.loss(terminal_feat(model, data), data["reward"][:, -1])
+            total = head.loss(features(model, data), data["reward"])
         opt.zero_grad(set_to_none=True)
         total.backward()
         torch.nn.utils.clip_grad_norm_(params, agent.model_clip)
@@ -138,7 +145,7 @@ def probe(backbone: str, distance: int, reward: str, updates: int, every: int, t
                     _, _, post = model.loss(test)
                     pred = model.reward(model.rssm.feat(post)[:, -1])
                 else:
-                    pred = head.predict(terminal_feat(model, test))
+                    pred = head.predict(features(model, test))
             acc = float(((pred > 0) == (test["reward"][:, -1] > 0)).float().mean())
             curve.append((step, acc))
             if reached is None and len(curve) >= 2 and min(a for _, a in curve[-2:]) >= target:

@@ -62,7 +62,7 @@ def test_report_keeps_ablations_apart(results):
     assert "| world-model | model.loss_scales.rec=0.0 | cue | 1 | gru | 0 | not within 4 |" in table
 
 
-@pytest.mark.parametrize("readout", ["mse", "twohot"])
+@pytest.mark.parametrize("readout", ["mse", "twohot", "twohot-every"])
 def test_readout_trains_only_the_backbone_and_its_readout(readout, monkeypatch):
     """--readout: the encoder, the dynamics and the readout learn; the world model's decoder
     and heads are left as they were built."""
@@ -92,3 +92,30 @@ def test_mse_readout_learns_to_carry_a_cue():
     from benchmarks.memory_probe import probe
     row = probe("gru", 2, "cue", 400, 50, 0.95, 0, ["small"], 16, {}, "mse")
     assert row["reached"] is not None, row["curve"]
+
+
+def test_readout_loss_covers_the_terminal_step_or_every_step():
+    """`twohot` learns from the last step's reward only; `twohot-every` from every step's."""
+    import torch
+
+    from benchmarks.memory_probe import Readout
+    from worldmodel.config import load_config
+    from worldmodel.dists import TwoHot
+    cfg = load_config(["debug"], {})
+
+    class Model:
+        feat_dim, twohot = 6, TwoHot(cfg.model.bins)
+
+    feat = torch.randn(3, 4, 6)
+    reward = torch.tensor([[0.0, 0.0, 0.0, 1.0]] * 3)
+    last, every = Readout("twohot", Model, cfg), Readout("twohot-every", Model, cfg)
+    every.net.load_state_dict(last.net.state_dict())
+    torch.nn.init.normal_(last.net.head.weight)
+    every.net.load_state_dict(last.net.state_dict())
+    logits = last.net(feat)
+    want_last = Model.twohot.loss(logits[:, -1], reward[:, -1]).mean()
+    want_every = Model.twohot.loss(logits, reward).mean()
+    assert torch.allclose(last.loss(feat, reward), want_last)
+    assert torch.allclose(every.loss(feat, reward), want_every)
+    assert not torch.allclose(want_last, want_every)
+    assert torch.allclose(every.predict(feat), Model.twohot.mean(logits[:, -1]))
