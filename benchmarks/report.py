@@ -251,8 +251,8 @@ def memory_probe(root: Path) -> list[str]:
              f"{p['reached']:,}" if p["reached"] else f"not within {p['updates']:,}",
              fmt(p["final_accuracy"], ".2f"), p["commit"]] for p in latest.values()]
     return _table("Memory probe: updates until the cue-dependent reward is predicted", [
-        "trained", "overrides", "reward", "cue distance", "backbone", "seed", "updates to 95% sign accuracy", "final accuracy",
-        "commit"], body, latest.values())
+        "trained", "overrides", "reward", "cue distance", "backbone", "seed", "updates to 95% sign accuracy",
+        "final accuracy", "commit"], body, latest.values())
 
 
 SECTIONS: dict[str, Callable[[Path], list[str]]] = {

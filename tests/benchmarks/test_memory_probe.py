@@ -109,8 +109,7 @@ def test_readout_loss_covers_the_terminal_step_or_every_step():
     feat = torch.randn(3, 4, 6)
     reward = torch.tensor([[0.0, 0.0, 0.0, 1.0]] * 3)
     last, every = Readout("twohot", Model, cfg), Readout("twohot-every", Model, cfg)
-    every.net.load_state_dict(last.net.state_dict())
-    torch.nn.init.normal_(last.net.head.weight)
+    torch.nn.init.normal_(last.net.head.weight)  # a zero output layer would give equal losses
     every.net.load_state_dict(last.net.state_dict())
     logits = last.net(feat)
     want_last = Model.twohot.loss(logits[:, -1], reward[:, -1]).mean()
