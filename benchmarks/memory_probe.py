@@ -65,12 +65,8 @@ def episodes(rng: np.random.Generator, batch: int, distance: int, reward: str) -
 
 
 def features(model: Any, batch: dict[str, Any]) -> Any:
-    """The posterior feature [h, z] of every step (B, T, F), as `model.loss` computes it:
-    the same encoder, the same action shift, the same backbone."""
-    import torch
-    obs = {k.name: batch[k.name] for k in model.obs_spec.keys}
-    prev_action = torch.cat([torch.zeros_like(batch["action"][:, :1]), batch["action"][:, :-1]], 1)
-    post, _ = model.rssm.observe(model.embed(obs), prev_action, batch["is_first"])
+    """The posterior feature [h, z] of every step (B, T, F), as `model.loss` computes it."""
+    post, _ = model.posterior(batch)
     return model.rssm.feat(post)
 
 

@@ -140,6 +140,14 @@ class WorldModel(nn.Module):
         return torch.sigmoid(self.cost_head(feat, index).squeeze(-1).float())
 
     # -- training ---------------------------------------------------------------------------
+    def posterior(self, batch: dict[str, torch.Tensor]) -> tuple[State, State]:
+        """Posterior and prior states (B, T, ...) of a replayed batch: obs keys (B, T, ...),
+        action (B, T, A) taken at each obs, is_first (B, T)."""
+        obs = {k.name: batch[k.name] for k in self.obs_spec.keys}
+        # the action that led to obs_t is the one taken at obs_{t-1}
+        prev_action = torch.cat([torch.zeros_like(batch["action"][:, :1]), batch["action"][:, :-1]], 1)
+        return self.rssm.observe(self.embed(obs), prev_action, batch["is_first"])
+
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
         """batch: obs keys (B, T, ...), action (B, T, A) taken at each obs, reward, is_first,
         is_terminal, mask (B, T) (0 = padding past the episode end), optional cost (B, T)
@@ -147,9 +155,7 @@ class WorldModel(nn.Module):
         Returns (total loss, per-term losses, posterior states (B, T, ...))."""
         obs = {k.name: batch[k.name] for k in self.obs_spec.keys}
         mask = batch["mask"].float()
-        # the action that led to obs_t is the one taken at obs_{t-1}
-        prev_action = torch.cat([torch.zeros_like(batch["action"][:, :1]), batch["action"][:, :-1]], 1)
-        post, prior = self.rssm.observe(self.embed(obs), prev_action, batch["is_first"])
+        post, prior = self.posterior(batch)
         feat, index = self.rssm.feat(post), post.get("index")
         dyn, rep, kl = self.rssm.kl_loss(post["logits"], prior["logits"], self.free_nats)
         terms: dict[str, torch.Tensor] = {"dyn": dyn, "rep": rep}
