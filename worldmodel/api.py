@@ -90,6 +90,11 @@ def train(env: str | Callable[[], gym.Env] | None = None, config: Config | dict 
         raise
     try:
         summary = trainer.run()
+        # Every rank reaches here before any leaves the group: a gloo rank that tore its
+        # group down while the other still used it aborted at exit in about 1 run of 4
+        # (a two-rank `worldmodel train` under torchrun). Not on errors: a barrier there
+        # could wait for a rank that is still training.
+        distributed.barrier(ctx)
     finally:
         distributed.shutdown(ctx)
     summary["logdir"] = str(logdir)
