@@ -98,6 +98,10 @@ class Agent:
         self.max_starts = cfg.behavior.starts
         self.ctx = distributed.Context()  # set by the trainer under torchrun
         self.bf16 = cfg.run.precision == "bf16" and self.device.type == "cuda"
+        # Replay context (worldmodel/replay.py): the GRU's latent is small enough to keep per
+        # step; the SSM's per-layer states are not, so ssm and hybrid start sequences fresh.
+        self.context = bool(cfg.replay.context) and cfg.model.dynamics == "gru"
+        self.last_latent: tuple[np.ndarray, np.ndarray] | None = None  # of the latest update
         self.updates = 0
         self.skipped_updates = 0
         self.fault_streak = 0  # skipped updates in a row; a good update resets it
@@ -146,6 +150,24 @@ class Agent:
         info = {k: v.float().cpu().numpy() for k, v in info.items()}
         return action.float().cpu().numpy(), info, {"latent": latent, "prev_action": action}
 
+    def context_fields(self) -> dict[str, tuple[tuple[int, ...], Any]]:
+        """Replay columns of the replay context: deter in float16 (the GRU state is in
+        [-1, 1]), the latent's column per variable, and whether the step has a latent."""
+        if not self.context:
+            return {}
+        rssm = self.model.rssm
+        return {"ctx_deter": ((rssm.deter,), np.float16), "ctx_index": ((rssm.stoch,), np.int16),
+                "ctx_ok": ((), bool)}
+
+    def context_record(self, carry: dict[str, Any]) -> dict[str, np.ndarray]:
+        """The replay-context columns of the latent in `carry` (after this step's obs)."""
+        if not self.context:
+            return {}
+        latent = carry["latent"]
+        return {"ctx_deter": latent["deter"].cpu().numpy().astype(np.float16),
+                "ctx_index": latent["index"].cpu().numpy().astype(np.int16),
+                "ctx_ok": np.ones(latent["deter"].shape[0], bool)}
+
     def executed(self, carry: dict[str, Any], action: np.ndarray) -> dict[str, Any]:
         """Record the action that really ran (after the shield) as the previous action."""
         return {**carry, "prev_action": torch.as_tensor(action, device=self.device, dtype=torch.float32)}
@@ -175,8 +197,8 @@ class Agent:
         pin = self.device.type == "cuda"
         out = {}
         for k, v in data.items():
-            if k == "cost" and not self.cfg.shield.rules:
-                continue  # no rules: the cost head has no labels to learn from
+            if (k == "cost" and not self.cfg.shield.rules) or k == "ctx_slot":
+                continue  # no rules: the cost head has no labels to learn from; slots stay in numpy
             t = torch.from_numpy(np.ascontiguousarray(v))
             out[k] = (t.pin_memory() if pin else t).to(self.device, non_blocking=pin)
         return out
@@ -185,6 +207,11 @@ class Agent:
         batch = self.to_batch(data)
         total, losses, post = self._loss_step(batch)
         metrics = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
+        self.last_latent = None
+        if self.context and bool(torch.isfinite(post["deter"]).all()):
+            # fresher latents for the replay context, which the trainer writes back
+            self.last_latent = (post["deter"].detach().cpu().numpy().astype(np.float16),
+                                post["index"].cpu().numpy().astype(np.int16))
         # Under torchrun every rank must take part in every all-reduce, so a non-finite loss
         # is not skipped here: its NaN gradients reach all ranks, which then skip together.
         if not torch.isfinite(total) and not self.ctx.active:

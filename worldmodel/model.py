@@ -142,11 +142,15 @@ class WorldModel(nn.Module):
     # -- training ---------------------------------------------------------------------------
     def posterior(self, batch: dict[str, torch.Tensor]) -> tuple[State, State]:
         """Posterior and prior states (B, T, ...) of a replayed batch: obs keys (B, T, ...),
-        action (B, T, A) taken at each obs, is_first (B, T)."""
+        action (B, T, A) taken at each obs, is_first (B, T). With a replay context (GRU:
+        ctx_deter (B, D), ctx_index (B, S), ctx_action (B, A), see worldmodel/replay.py),
+        sequences whose is_first[:, 0] is False continue from the stored latent."""
         obs = {k.name: batch[k.name] for k in self.obs_spec.keys}
         # the action that led to obs_t is the one taken at obs_{t-1}
-        prev_action = torch.cat([torch.zeros_like(batch["action"][:, :1]), batch["action"][:, :-1]], 1)
-        return self.rssm.observe(self.embed(obs), prev_action, batch["is_first"])
+        before = batch["ctx_action"][:, None] if "ctx_action" in batch else torch.zeros_like(batch["action"][:, :1])
+        prev_action = torch.cat([before.to(batch["action"].dtype), batch["action"][:, :-1]], 1)
+        state = self.rssm.from_context(batch["ctx_deter"], batch["ctx_index"]) if "ctx_deter" in batch else None
+        return self.rssm.observe(self.embed(obs), prev_action, batch["is_first"], state)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
         """batch: obs keys (B, T, ...), action (B, T, A) taken at each obs, reward, is_first,

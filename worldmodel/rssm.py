@@ -85,6 +85,15 @@ class RSSM(nn.Module):
         """The index (batch, S) of a zero latent (S*C: no column)."""
         return torch.full((batch, self.stoch), self.stoch * self.classes, dtype=torch.long, device=device)
 
+    def from_context(self, deter: torch.Tensor, index: torch.Tensor) -> State:
+        """A state from a replay context (worldmodel/replay.py): deter (B, D) and the latent's
+        columns index (B, S) -> the state observe() continues from. Logits are not kept."""
+        index = index.long()
+        stoch = torch.zeros(index.shape[0], self.stoch * self.classes, device=deter.device)
+        return {"deter": deter.float(), "stoch": stoch.scatter_(1, index, 1.0),
+                "logits": torch.zeros(index.shape[0], self.stoch, self.classes, device=deter.device),
+                "index": index}
+
     @staticmethod
     def feat(state: State) -> torch.Tensor:
         return torch.cat([state["deter"], state["stoch"]], -1)

@@ -57,6 +57,7 @@ def replay_fields(agent: Agent, allowed: bool = False) -> dict[str, tuple[tuple[
                   is_first=((), bool), is_last=((), bool), is_terminal=((), bool), cost=((), np.float32))
     if allowed:
         fields["allowed"] = ((agent.act_spec.dim,), bool)
+    fields.update(agent.context_fields())
     return fields
 
 
@@ -216,8 +217,9 @@ class Trainer:
                         float(np.mean(sinfo["projection_distance"])))
                     action = self.agent.act_spec.from_env(env_action)
                     carry = self.agent.executed(carry, action)
-                self.replay.add(resume.transition(step_data, action, pending_cost,
-                                                  allowed if self.labels else None))
+                self.replay.add({**resume.transition(step_data, action, pending_cost,
+                                                     allowed if self.labels else None),
+                                 **self.agent.context_record(carry)})
                 self.pending = None
                 pending_cost = np.where(step_data.is_last, 0.0, cost_now).astype(np.float32)
                 step_data = self.driver.step(env_action)
@@ -235,7 +237,10 @@ class Trainer:
                     self.credit += E * W * cfg.train.ratio / per_update
                     while self.credit >= 1.0:
                         self.credit -= 1.0
-                        metrics = self.agent.train_step(self.replay.sample(rank_batch, cfg.replay.length))
+                        batch = self.replay.sample(rank_batch, cfg.replay.length)
+                        metrics = self.agent.train_step(batch)
+                        if self.agent.last_latent is not None and "ctx_slot" in batch:
+                            self.replay.write_context(batch["ctx_slot"], batch["mask"], *self.agent.last_latent)
                         for k, v in metrics.items():
                             if isinstance(v, float):
                                 window.setdefault(k, []).append(v)
