@@ -55,7 +55,7 @@ class ActorCritic(nn.Module):
                  bins: int, actor_lr: float, critic_lr: float, actor_clip: float, critic_clip: float,
                  retnorm_rate: float, eps: float = 1e-5, cost_penalty: float = 0.0,
                  proposal_loss: float = 0.0, proposal_margin: float = 0.05,
-                 latent: tuple[int, int, int] | None = None) -> None:
+                 latent: tuple[int, int, int] | None = None, replay_loss: float = 0.0) -> None:
         super().__init__()
         # latent: the feature's layout (deter, groups, classes), so that the first layers can
         # take the sampled classes instead of the one-hot (worldmodel/nets.py LatentLinear)
@@ -66,6 +66,8 @@ class ActorCritic(nn.Module):
         self.twohot = TwoHot(bins)
         self.horizon, self.gamma, self.lam, self.entropy = horizon, gamma, lam, entropy
         self.slow_rate, self.slowreg = slow_rate, slowreg
+        # weight of the critic's loss on lambda-returns along replayed sequences (`_replay_loss`)
+        self.replay_loss = replay_loss
         self.discrete = bool(sizes)
         self.grad = ("reinforce" if self.discrete else "dynamics") if grad == "auto" else grad
         self.actor_clip, self.critic_clip = actor_clip, critic_clip
@@ -131,9 +133,11 @@ class ActorCritic(nn.Module):
 
     # -- learning -----------------------------------------------------------------------
     def update(self, model: Any, start: dict[str, torch.Tensor], start_cont: torch.Tensor,
-               weight: torch.Tensor, allowed: torch.Tensor | None = None) -> dict[str, float]:
+               weight: torch.Tensor, allowed: torch.Tensor | None = None,
+               replay: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
         """`allowed` (N, A) bool: the shield's verdict per action at each start, which are real
-        replayed states (discrete actions with rules); trains the actor's proposals."""
+        replayed states (discrete actions with rules); trains the actor's proposals.
+        `replay`: the replayed sequences the starts came from, for `_replay_loss`."""
         start = {k: v.detach() for k, v in start.items()}
         dynamics = self.grad == "dynamics"
         logps: list[torch.Tensor] = []
@@ -221,6 +225,10 @@ class ActorCritic(nn.Module):
             slow_target = self.twohot.mean(self.slow_critic(feat_c[:-1], idx))
         critic_loss = self.twohot.mixture_loss(logits, [(ret.detach(), 1.0), (slow_target, self.slowreg)])
         critic_loss = (state_weight * critic_loss).mean()
+        if replay is not None and self.replay_loss:
+            on_replay = self._replay_loss(replay)
+            critic_loss = critic_loss + self.replay_loss * on_replay
+            extra["critic_replay_loss"] = float(on_replay.detach())
         critic_norm = self._step(critic_loss, self.critic, self.critic_opt, self.critic_clip)
         with torch.no_grad():
             for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
@@ -231,6 +239,30 @@ class ActorCritic(nn.Module):
                 "actor_entropy": float(entropy.detach().mean()), "imag_return": float(ret.detach().mean()),
                 "imag_reward": float(reward.detach().mean()), "return_scale": scale,
                 "actor_grad_norm": float(actor_norm), "critic_grad_norm": float(critic_norm), **extra}
+
+    def _replay_loss(self, replay: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The critic's two-hot loss on lambda-returns along replayed sequences, as in the
+        2024 DreamerV3 (its `repval` loss): real rewards and terminations over up to T steps,
+        where imagination reaches H. Values then propagate T steps per fit instead of ~H,
+        which matters when the cost of a slow drift (CartPole's cart leaving the track)
+        shows only beyond the imagination horizon.
+        replay: feat (B, T, F), index (B, T, S) or absent, reward, cont (= 1 - is_terminal),
+        last (is_last), mask (B, T), as replayed: reward[t] and cont[t] come with obs t."""
+        feat, index, mask = replay["feat"], replay.get("index"), replay["mask"].float()
+        idx, idx_last = (None, None) if index is None else (index[:, :-1], index[:, -1:])
+        logits = self.critic(feat[:, :-1], idx)  # (B, T-1, K): s_0..s_{T-2} learn
+        with torch.no_grad():
+            value = torch.cat([self.twohot.mean(logits), self.twohot.mean(self.critic(feat[:, -1:], idx_last))], 1)
+            slow = self.twohot.mean(self.slow_critic(feat[:, :-1], idx))
+            # the data ends at s_{t+1} where it is the episode's last step or padding follows it;
+            # at the window's end R_{T-1} = v_{T-1} (lambda_returns)
+            after = torch.cat([mask[:, 2:], torch.ones_like(mask[:, :1])], 1)  # mask at t+2
+            stop = replay["last"][:, 1:].bool() | (after == 0)
+            ret = lambda_returns(replay["reward"][:, 1:].float(), replay["cont"][:, 1:].float(), value,
+                                 self.gamma, self.lam, stop)  # (B, T-1)
+        loss = self.twohot.mixture_loss(logits, [(ret, 1.0), (slow, self.slowreg)])
+        valid = mask[:, 1:]  # R_t needs a real s_{t+1}
+        return (valid * loss).sum() / valid.sum().clamp(min=1.0)
 
     def _step(self, loss: torch.Tensor, net: nn.Module, opt: torch.optim.Optimizer, clip: float) -> torch.Tensor:
         """Backward, average over ranks (torchrun), clip, and step unless the gradient is

@@ -11,6 +11,9 @@ A planner sees the world model only through its verbs (`imagine`, `reward`, `con
   update(model, start, start_cont, weight) -> metrics
       start: posterior states (N, ...) from a replayed batch, flattened over (B, T);
       start_cont (N,) = 1 - is_terminal; weight (N,) = 1 for real steps, 0 for padding.
+      Optional keywords: allowed (N, A), the shield's verdicts at the starts; replay, the
+      replayed sequences themselves (feat, reward, cont, last, mask (B, T)) for a critic
+      that also learns from real returns (planners/actor_critic.py `_replay_loss`).
 """
 from __future__ import annotations
 
@@ -24,7 +27,8 @@ class Planner(Protocol):
             explore: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
 
     def update(self, model: Any, start: dict[str, torch.Tensor], start_cont: torch.Tensor,
-               weight: torch.Tensor) -> dict[str, float]: ...
+               weight: torch.Tensor, allowed: torch.Tensor | None = None,
+               replay: dict[str, torch.Tensor] | None = None) -> dict[str, float]: ...
 
     def reset(self, done: torch.Tensor) -> None:
         """Forget per-env planning state (e.g. a warm-started plan) where done (B,) is True."""

@@ -87,9 +87,9 @@ class LatentMPC(nn.Module):
     def critic(self) -> nn.Module:
         return self.actor_critic.critic
 
-    def update(self, model: Any, start: State, start_cont: torch.Tensor,
-               weight: torch.Tensor, allowed: torch.Tensor | None = None) -> dict[str, float]:
-        return self.actor_critic.update(model, start, start_cont, weight, allowed)
+    def update(self, model: Any, start: State, start_cont: torch.Tensor, weight: torch.Tensor,
+               allowed: torch.Tensor | None = None, replay: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
+        return self.actor_critic.update(model, start, start_cont, weight, allowed, replay)
 
     def state_dict(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         # Only the actor-critic is learned; its weights are the checkpoint's "planner", so a run

@@ -9,14 +9,18 @@ import torch
 
 
 def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor,
-                   gamma: float, lam: float) -> torch.Tensor:
+                   gamma: float, lam: float, stop: torch.Tensor | None = None) -> torch.Tensor:
     """TD(lambda) returns. reward, cont (N, H); value (N, H+1) -> returns (N, H).
-    R_t = r_t + gamma * c_t * ((1 - lam) * v_{t+1} + lam * R_{t+1}),  R_H = v_H."""
+    R_t = r_t + gamma * c_t * ((1 - lam) * v_{t+1} + lam * R_{t+1}),  R_H = v_H.
+    `stop` (N, H) bool: the data ends at s_{t+1} (a replayed episode's last step, or the
+    step before padding), so R_t bootstraps from v_{t+1} alone."""
     H = reward.shape[1]
     out = torch.empty_like(reward)
+    lam_t = lam if stop is None else lam * (~stop).to(reward.dtype)
     last = value[:, H]
     for t in reversed(range(H)):
-        last = reward[:, t] + gamma * cont[:, t] * ((1 - lam) * value[:, t + 1] + lam * last)
+        lt = lam if stop is None else lam_t[:, t]
+        last = reward[:, t] + gamma * cont[:, t] * ((1 - lt) * value[:, t + 1] + lt * last)
         out[:, t] = last
     return out
 

@@ -63,7 +63,7 @@ def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_
                        retnorm_rate=b.retnorm_rate, eps=cfg.train.adam_eps,
                        cost_penalty=cfg.shield.cost_penalty if cfg.shield.rules else 0.0,
                        proposal_loss=cfg.shield.proposal_loss if cfg.shield.rules and cfg.shield.mode == "on" else 0.0,
-                       proposal_margin=cfg.shield.proposal_margin, latent=latent)
+                       proposal_margin=cfg.shield.proposal_margin, latent=latent, replay_loss=c.replay_loss)
     p = cfg.planner
     # under an active shield the actor imagines under the learned verdicts
     actor_critic.imagine_masked = learns_verdicts(cfg, act_spec) and cfg.shield.mode in ("on", "learned")
@@ -225,6 +225,17 @@ class Agent:
             return self._skip(metrics, "gradient")
         self.model_opt.step()
         metrics["train/model_grad_norm"] = float(norm)
+        # the replayed sequences, for the critic's loss on real returns (critic.replay_loss)
+        replay = None
+        if self.cfg.critic.replay_loss:
+            reward = batch["reward"]
+            penalty = getattr(getattr(self.planner, "actor_critic", self.planner), "cost_penalty", 0.0)
+            if "cost" in batch and penalty:  # the critic's rewards are penalised, as in imagination
+                reward = reward - penalty * batch["cost"]
+            replay = {"feat": self.model.feat(post).detach(), "reward": reward, "mask": batch["mask"],
+                      "cont": 1.0 - batch["is_terminal"].float(), "last": batch["is_last"]}
+            if "index" in post:
+                replay["index"] = post["index"]
         # imagination starts: every posterior state of the batch, flattened (N = B*T)
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
         start_cont = 1.0 - batch["is_terminal"].float().flatten()
@@ -236,7 +247,7 @@ class Agent:
             start = {k: v[idx] for k, v in start.items()}
             start_cont, weight = start_cont[idx], weight[idx]
             allowed = allowed[idx] if allowed is not None else None
-        behavior = self.planner.update(self.model, start, start_cont, weight, allowed)
+        behavior = self.planner.update(self.model, start, start_cont, weight, allowed, replay)
         metrics.update(behavior)
         self.updates += 1
         # the planner skips its own optimizer step on a non-finite loss or gradient

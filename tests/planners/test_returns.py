@@ -32,3 +32,13 @@ def test_return_normalizer_percentile_range():
     assert abs(norm.scale - 90.0) < 1e-3
     norm.update(torch.zeros(10) + 0.1)  # small range: never scale advantages up
     assert norm.scale == 1.0
+
+
+def test_lambda_returns_stop_where_the_data_ends():
+    reward, cont, value = torch.tensor([[1.0, 2.0, 3.0]]), torch.ones(1, 3), torch.tensor([[0.0, 10.0, 20.0, 30.0]])
+    stop = torch.tensor([[False, True, False]])  # the data ends at s_2: R_1 bootstraps from v_2 alone
+    ret = lambda_returns(reward, cont, value, gamma=0.9, lam=0.5, stop=stop)
+    # R2 = 3 + 0.9 * 30 = 30;  R1 = 2 + 0.9 * 20 = 20;  R0 = 1 + 0.9 * (0.5 * 10 + 0.5 * 20) = 14.5
+    assert torch.allclose(ret, torch.tensor([[14.5, 20.0, 30.0]]))
+    # without the stop, R1 = 2 + 0.9 * (0.5 * 20 + 0.5 * 30) = 24.5
+    assert torch.isclose(lambda_returns(reward, cont, value, 0.9, 0.5)[0, 1], torch.tensor(24.5))
