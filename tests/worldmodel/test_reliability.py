@@ -93,6 +93,24 @@ def test_lost_chunk_resumes_with_what_is_left(tmp_path, capsys):
     b.sample(8, 4)
 
 
+def test_replay_written_before_the_context_existed_resumes_without_it(tmp_path):
+    """A run started before the replay context resumes with the new code: its chunks and
+    checkpoint lack the ctx_* fields, so those steps keep ctx_ok False (fresh starts)."""
+    fields = {**FIELDS, "action": ((1,), np.float32)}
+    old = Replay(64, 1, fields, directory=tmp_path, chunk=8)
+    for t in range(30):
+        old.add({"step": np.array([t]), "action": np.ones((1, 1), np.float32), "is_first": np.array([t == 0]),
+                 "is_last": np.array([False])})
+    state = old.state_dict()
+    ctx = {"ctx_deter": ((3,), np.float16), "ctx_index": ((2,), np.int16), "ctx_ok": ((), bool)}
+    new = Replay(64, 1, {**fields, **ctx}, directory=tmp_path, chunk=8)
+    new.load_state_dict(state)
+    np.testing.assert_array_equal(lane_steps(new, 0), np.arange(30))
+    assert not new.data["ctx_ok"].any()
+    batch = new.sample(16, 4)
+    assert batch["is_first"][:, 0].all()
+
+
 # -- kill -9, Ctrl-C, corrupt checkpoints --------------------------------------------------------
 def completed_episodes(run: Path) -> tuple[list[tuple[float, int]], np.ndarray]:
     """Sorted (return, length) of the episodes stored whole in the replay a resume would
