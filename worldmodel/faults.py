@@ -89,16 +89,18 @@ def _dir_bytes(path: Path) -> int:
 
 def preflight(replay_arrays: dict[str, np.ndarray], steps: int, chunk_slack: int, params: int,
               keep_checkpoints: int, logdir: Path, ram: int | None = None,
-              disk: int | None = None) -> str:
+              disk: int | None = None, ram_only: tuple[str, ...] = ()) -> str:
     """Estimate what the run will hold and stop before it starts if that cannot fit.
 
     `replay_arrays`: the replay's (lanes, steps per lane, ...) arrays; `steps`: the
     replay's capacity in steps; `chunk_slack`: steps on disk beyond the capacity (chunks
-    kept for older checkpoints); `params`: parameters of all networks. Returns the info
-    line; raises RunStopped with a capacity that fits."""
+    kept for older checkpoints); `params`: parameters of all networks; `ram_only`: replay
+    fields never written to disk. Returns the info line; raises RunStopped with a capacity
+    that fits."""
     # bytes per replay step: every field, plus two int64 episode bounds kept in RAM only
-    disk_per_step = sum(a.itemsize * int(np.prod(a.shape[2:])) for a in replay_arrays.values())
-    ram_per_step = disk_per_step + 16
+    size = {k: a.itemsize * int(np.prod(a.shape[2:])) for k, a in replay_arrays.items()}
+    disk_per_step = sum(v for k, v in size.items() if k not in ram_only)
+    ram_per_step = sum(size.values()) + 16
     model = params * 4 * 3  # float32 weights + Adam's two moments
     need_ram = steps * ram_per_step + model
     need_disk = (steps + chunk_slack) * disk_per_step + keep_checkpoints * model

@@ -6,7 +6,7 @@ starts inside one episode and is cut at its end; steps past the end are padding 
 mask 0 (losses ignore them). Episodes shorter than the sequence length are still used
 whole, which matters early in CartPole, where episodes last 10-20 steps.
 
-Replay context (fields `ctx_deter`, `ctx_index`, `ctx_ok`, when given): each step also keeps
+Replay context (fields `ctx_deter`, `ctx_index`, `ctx_ok`, when given; RAM only): each step also keeps
 a latent state of the agent after that step's observation -- the acting posterior when it
 was collected, then the newest training posterior (`write_context`). A sequence that starts
 inside an episode then starts from the latent of the step before it, not from zeros. Without
@@ -163,8 +163,10 @@ class Replay:
         return self.directory / f"lane{lane}_{first:012d}.npz"
 
     def _steps(self, lane: int, begin: int, end: int) -> dict[str, np.ndarray]:
+        """The fields that persist (chunks, checkpoints) of steps [begin, end). Not the
+        context: a resumed run refreshes a step's latent the first time it is trained on."""
         idx = np.arange(begin, end) % self.size
-        return {k: arr[lane, idx] for k, arr in self.data.items()}
+        return {k: arr[lane, idx] for k, arr in self.data.items() if k not in CONTEXT}
 
     def _write_chunk(self, lane: int, first: int) -> None:
         if first >= self.floor[lane]:  # else part of it was lost before a resume: never write a hole
@@ -238,9 +240,9 @@ class Replay:
                 break
             try:
                 with np.load(files[first], allow_pickle=False) as z:  # plain arrays, never code
-                    # chunks written before the replay context existed lack it: those steps
-                    # keep ctx_ok False, and their sequences start from zeros as they did
-                    arrays = {k: z[k] for k in self.data if k not in CONTEXT or k in z.files}
+                    # the context is not on disk: a resumed step keeps ctx_ok False, and its
+                    # sequences start from zeros until training writes its latent back
+                    arrays = {k: z[k] for k in self.data if k not in CONTEXT}
                 if any(len(a) != self.chunk for a in arrays.values()):
                     raise ValueError("wrong length")
             except Exception as exc:  # noqa: BLE001 - a damaged chunk ends the usable history

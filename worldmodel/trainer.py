@@ -27,7 +27,7 @@ from worldmodel import checkpoint, distributed, faults, resume
 from worldmodel.agent import Agent, pick_device
 from worldmodel.config import Config
 from worldmodel.logger import Logger
-from worldmodel.replay import Replay
+from worldmodel.replay import CONTEXT, Replay
 
 
 def setup_torch(cfg: Config) -> torch.device:
@@ -158,7 +158,7 @@ class Trainer:
         cfg, keep = self.cfg, max(self.cfg.run.keep_checkpoints, 1)
         slack = self.replay.lanes * self.replay.chunk + keep * cfg.run.checkpoint_every
         return faults.preflight(self.replay.data, self.replay.size * self.replay.lanes, slack, params,
-                                keep, self.logdir)
+                                keep, self.logdir, ram_only=CONTEXT)
 
     # -- the loop ---------------------------------------------------------------------
     def run(self) -> dict[str, Any]:

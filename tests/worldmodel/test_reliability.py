@@ -93,9 +93,10 @@ def test_lost_chunk_resumes_with_what_is_left(tmp_path, capsys):
     b.sample(8, 4)
 
 
-def test_replay_written_before_the_context_existed_resumes_without_it(tmp_path):
-    """A run started before the replay context resumes with the new code: its chunks and
-    checkpoint lack the ctx_* fields, so those steps keep ctx_ok False (fresh starts)."""
+def test_replay_context_is_not_persisted_and_a_resume_starts_without_it(tmp_path):
+    """Chunks and checkpoints hold no ctx_* fields (runs from before the context have none
+    either): resumed steps keep ctx_ok False, so their sequences start fresh, and the
+    files are as small as without a context."""
     fields = {**FIELDS, "action": ((1,), np.float32)}
     old = Replay(64, 1, fields, directory=tmp_path, chunk=8)
     for t in range(30):
@@ -103,6 +104,14 @@ def test_replay_written_before_the_context_existed_resumes_without_it(tmp_path):
                  "is_last": np.array([False])})
     state = old.state_dict()
     ctx = {"ctx_deter": ((3,), np.float16), "ctx_index": ((2,), np.int16), "ctx_ok": ((), bool)}
+    with_ctx = Replay(64, 1, {**fields, **ctx}, directory=tmp_path / "ctx", chunk=8)
+    for t in range(8):
+        with_ctx.add({"step": np.array([t]), "action": np.ones((1, 1), np.float32), "is_first": np.array([t == 0]),
+                      "is_last": np.array([False]), "ctx_deter": np.ones((1, 3), np.float16),
+                      "ctx_index": np.ones((1, 2), np.int16), "ctx_ok": np.array([True])})
+    with np.load(tmp_path / "ctx" / "lane0_000000000000.npz") as z:
+        assert sorted(z.files) == sorted(fields)
+    assert not any(k.startswith("ctx_") for k in with_ctx.state_dict()["partial"][0])
     new = Replay(64, 1, {**fields, **ctx}, directory=tmp_path, chunk=8)
     new.load_state_dict(state)
     np.testing.assert_array_equal(lane_steps(new, 0), np.arange(30))
