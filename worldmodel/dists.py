@@ -202,6 +202,17 @@ class MultiCategorical:
             out.append(onehot(sample_index(logp.exp(), generator), logp.shape[-1], logp))
         return torch.cat(out, -1) if len(out) > 1 else out[0]
 
+    def rsample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A sample whose gradient flows to the probabilities (straight-through): one-hot
+        forward, d(action)/d(probs) = identity backward. For `actor.grad: dynamics`, where
+        the returns are backpropagated through the world model into the actions."""
+        out = []
+        for logp in self.logps:
+            probs = logp.exp()
+            hard = onehot(sample_index(probs, generator), probs.shape[-1], probs)
+            out.append(hard + probs - probs.detach())
+        return torch.cat(out, -1) if len(out) > 1 else out[0]
+
     def mode(self) -> torch.Tensor:
         return torch.cat([F.one_hot(lp.argmax(-1), lp.shape[-1]).float() for lp in self.logps], -1)
 

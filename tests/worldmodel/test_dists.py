@@ -65,6 +65,22 @@ def test_masked_actor_never_nan_and_respects_mask():
     assert torch.isfinite(dist.entropy()).all() and torch.isfinite(dist.log_prob(dist.sample())).all()
 
 
+def test_discrete_actor_rsample_is_onehot_with_the_probabilities_gradient():
+    # actor.grad: dynamics on a discrete env (it had no rsample: an AttributeError at the first update)
+    logits = torch.randn(6, 5, requires_grad=True)
+    dist = MultiCategorical(logits, (2, 3), 0.01)
+    action = dist.rsample()
+    assert torch.allclose(action.detach().sum(-1), torch.full((6,), 2.0))  # one-hot per head
+    assert torch.allclose(action.detach(), action.detach().round(), atol=1e-6)
+    weight = torch.randn(5)
+    (action * weight).sum().backward()
+    # straight-through: the gradient is that of sum(probs * weight), head by head
+    ref = logits.detach().clone().requires_grad_(True)
+    probs = torch.cat([lp.exp() for lp in MultiCategorical(ref, (2, 3), 0.01).logps], -1)
+    (probs * weight).sum().backward()
+    assert torch.allclose(logits.grad, ref.grad, atol=1e-6)
+
+
 def test_bounded_normal_in_bounds():
     dist = BoundedNormal(torch.randn(100, 4) * 5, 0.1, 1.0)
     assert ((dist.std >= 0.1 - 1e-6) & (dist.std <= 1.0 + 1e-6)).all()
