@@ -23,6 +23,8 @@ def test_presets_apply_left_to_right_then_overrides():
     ([], {"env.obs": "voxels"}, "must be one of state, pixels"),
     ([], {"env.kwargs": "{bad json"}, "must be a JSON object"),
     ([], {"replay.batch": 0}, "must be positive"),
+    ([], {"critic.replay_loss": -0.3}, "'critic.replay_loss' must be 0 or more"),
+    ([], {"replay.context": "sometimes"}, "must be true or false"),
 ])
 def test_bad_config_is_one_clear_line(presets, overrides, message):
     with pytest.raises(ConfigError) as err:
