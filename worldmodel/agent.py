@@ -81,6 +81,13 @@ def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_
                prior=p.prior)
 
 
+def context_arrays(deter: torch.Tensor, index: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """A latent as the replay context keeps it: deter (..., D) in float16 (it may arrive in
+    bfloat16 under autocast, which numpy lacks), the latent's columns (..., S) in int16."""
+    return (deter.detach().float().cpu().numpy().astype(np.float16),
+            index.detach().cpu().numpy().astype(np.int16))
+
+
 class Agent:
     """World model + planner + the model optimizer. `policy` acts in B envs at once;
     `train_step` does one world-model and one planner update on a replayed batch."""
@@ -163,10 +170,8 @@ class Agent:
         """The replay-context columns of the latent in `carry` (after this step's obs)."""
         if not self.context:
             return {}
-        latent = carry["latent"]
-        return {"ctx_deter": latent["deter"].cpu().numpy().astype(np.float16),
-                "ctx_index": latent["index"].cpu().numpy().astype(np.int16),
-                "ctx_ok": np.ones(latent["deter"].shape[0], bool)}
+        deter, index = context_arrays(carry["latent"]["deter"], carry["latent"]["index"])
+        return {"ctx_deter": deter, "ctx_index": index, "ctx_ok": np.ones(deter.shape[0], bool)}
 
     def executed(self, carry: dict[str, Any], action: np.ndarray) -> dict[str, Any]:
         """Record the action that really ran (after the shield) as the previous action."""
@@ -210,8 +215,7 @@ class Agent:
         self.last_latent = None
         if self.context and bool(torch.isfinite(post["deter"]).all()):
             # fresher latents for the replay context, which the trainer writes back
-            self.last_latent = (post["deter"].detach().cpu().numpy().astype(np.float16),
-                                post["index"].cpu().numpy().astype(np.int16))
+            self.last_latent = context_arrays(post["deter"], post["index"])
         # Under torchrun every rank must take part in every all-reduce, so a non-finite loss
         # is not skipped here: its NaN gradients reach all ranks, which then skip together.
         if not torch.isfinite(total) and not self.ctx.active:

@@ -185,3 +185,14 @@ def test_training_stores_and_refreshes_the_replay_context(tmp_path):
                   tmp_path / "ssm")
     assert "ctx_ok" not in off.replay.data and not off.replay.context
     off.driver.close()
+
+
+def test_a_bf16_latent_is_kept_in_float16():
+    # under bf16 autocast (CUDA) the posterior can come back in bfloat16, which numpy lacks
+    import torch
+    from worldmodel.agent import context_arrays
+    deter = torch.tensor([[0.5, -0.25, 1.0]], dtype=torch.bfloat16)
+    kept, index = context_arrays(deter, torch.tensor([[3, 17]]))
+    assert kept.dtype == np.float16 and index.dtype == np.int16
+    np.testing.assert_array_equal(kept, [[0.5, -0.25, 1.0]])
+    np.testing.assert_array_equal(index, [[3, 17]])
