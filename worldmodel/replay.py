@@ -6,9 +6,9 @@ starts inside one episode and is cut at its end; steps past the end are padding 
 mask 0 (losses ignore them). Episodes shorter than the sequence length are still used
 whole, which matters early in CartPole, where episodes last 10-20 steps.
 
-Replay context (fields `ctx_deter`, `ctx_index`, `ctx_ok`, when given; RAM only): each step also keeps
-a latent state of the agent after that step's observation -- the acting posterior when it
-was collected, then the newest training posterior (`write_context`). A sequence that starts
+Replay context (fields `ctx_deter`, `ctx_index`, `ctx_ok`, when given; RAM only): each step
+also keeps a latent state of the agent after that step's observation -- the acting posterior
+when it was collected, then the newest training posterior (`write_context`). A sequence that starts
 inside an episode then starts from the latent of the step before it, not from zeros. Without
 it the model only ever learns from states at most `length` steps old, while acting runs one
 posterior over the whole episode: measured on CartPole, the continue head predicted 0.04
