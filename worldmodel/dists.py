@@ -206,11 +206,7 @@ class MultiCategorical:
         """A sample whose gradient flows to the probabilities (straight-through): one-hot
         forward, d(action)/d(probs) = identity backward. For `actor.grad: dynamics`, where
         the returns are backpropagated through the world model into the actions."""
-        out = []
-        for logp in self.logps:
-            probs = logp.exp()
-            hard = onehot(sample_index(probs, generator), probs.shape[-1], probs)
-            out.append(hard + probs - probs.detach())
+        out = [onehot_sample(logp, generator, logp.exp())[0] for logp in self.logps]
         return torch.cat(out, -1) if len(out) > 1 else out[0]
 
     def mode(self) -> torch.Tensor:
