@@ -28,9 +28,9 @@ FIELDS = ("action", "reward", "is_first", "is_terminal")
 
 def _episodes(run: Path, keys: list[str]) -> tuple[dict[str, np.ndarray], list[tuple[int, int]]]:
     """Lane 0 of the run's replay (chunks + newest checkpoint) in order, and (start, end) of
-    every episode held from its first step."""
+    every episode held from its first step. Read only: the run may still be training."""
     from worldmodel.resume import load_replay
-    replay = load_replay(run)
+    replay = load_replay(run, prune=False)
     idx = np.arange(int(replay._oldest()[0]), int(replay.count[0])) % replay.size
     data = {k: replay.data[k][0, idx] for k in [*keys, *FIELDS]}
     starts = list(np.flatnonzero(data["is_first"])) + [len(idx)]

@@ -210,22 +210,23 @@ class Replay:
         return {"count": torch.from_numpy(self.count.copy()), "chunk": self.chunk, "partial": partial,
                 "partial_from": partial_from, "on_disk": self.directory is not None}
 
-    def load_state_dict(self, state: dict[str, Any]) -> None:
+    def load_state_dict(self, state: dict[str, Any], prune: bool = True) -> None:
         """Rebuild the ring from chunks on disk plus the checkpoint's partial chunks. Keeps
         exactly `count[lane]` steps per lane (the newest that fit); chunk files newer than
-        the checkpoint are deleted, since their env steps will run again."""
+        the checkpoint are deleted, since their env steps will run again (prune=False:
+        left alone, for tools that only read a run, which may still be training)."""
         counts = np.asarray(state["count"], np.int64)
         if len(counts) != self.lanes or int(state["chunk"]) != self.chunk:
             raise ValueError(f"replay layout changed: {len(counts)} lanes x chunk {int(state['chunk'])} "
                              f"saved, {self.lanes} x {self.chunk} now")
         for lane in range(self.lanes):
             self._load_lane(lane, int(counts[lane]), int(state["partial_from"][lane]),
-                            state["partial"][lane], bool(state["on_disk"]))
+                            state["partial"][lane], bool(state["on_disk"]), prune)
         self.saved.clear()
         self.saved.append(counts.copy())
 
     def _load_lane(self, lane: int, count: int, partial_from: int, partial: dict[str, Any],
-                   on_disk: bool) -> None:
+                   on_disk: bool, prune: bool = True) -> None:
         split = count - count % self.chunk  # full chunks cover [.., split), partial [split, count)
         want_from = max(0, count - self.size)
         # newest first: pieces must join up with no gap, back to want_from
@@ -233,7 +234,7 @@ class Replay:
         begin = partial_from
         files = {int(CHUNK_NAME.match(p.name).group(2)): p for p in self._chunks(lane)}
         for first, path in files.items():
-            if first >= split:
+            if first >= split and prune:
                 path.unlink(missing_ok=True)  # written after the checkpoint: replayed anyway
         for first in sorted((f for f in files if f < split), reverse=True):
             if begin <= want_from or first + self.chunk != begin:

@@ -142,9 +142,9 @@ def clear(trainer: "Trainer") -> None:
 
 
 # -- inspection (tests, benchmarks/kill_resume.py) ------------------------------------------------
-def load_replay(logdir: Path, capacity: int | None = None) -> Replay:
+def load_replay(logdir: Path, capacity: int | None = None, prune: bool = True) -> Replay:
     """The replay a resume of `logdir` would start from (chunks + newest checkpoint). Like a
-    resume, it deletes chunk files newer than that checkpoint."""
+    resume, it deletes chunk files newer than that checkpoint, unless prune=False."""
     found = checkpoint.load_latest(Path(logdir) / "checkpoints")
     if found is None:
         raise checkpoint.CheckpointError(f"{logdir} has no checkpoint yet")
@@ -153,7 +153,9 @@ def load_replay(logdir: Path, capacity: int | None = None) -> Replay:
     fields = {k: (tuple(v.shape[1:]), v.numpy().dtype) for k, v in r["partial"][0].items()}
     cap = capacity or int(state["config"]["replay"]["capacity"])
     replay = Replay(cap, len(r["count"]), fields, directory=Path(logdir) / "replay", chunk=int(r["chunk"]))
-    replay.load_state_dict(r)
+    replay.load_state_dict(r, prune)
+    if not prune:
+        replay.directory = None  # read only: adding the pending step below writes no chunk
     if "pending" in state:
         pending = state["pending"]
         replay.add({k: v.numpy() for k, v in pending["step"].items()}, pending["lanes"].numpy())

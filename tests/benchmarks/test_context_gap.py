@@ -26,6 +26,16 @@ def test_measures_both_posteriors_and_records(run, results, capsys):
     assert "| cont |" in capsys.readouterr().out
 
 
+def test_reading_a_run_changes_none_of_its_files(run):
+    # a chunk newer than the checkpoint (a run still training) would be deleted by a resume
+    newer = run / "replay" / "lane0_000000001024.npz"
+    newer.write_bytes(b"written after the checkpoint")
+    before = sorted(p.name for p in (run / "replay").iterdir())
+    context_gap.measure(str(run), window=3, points=2, min_length=8)
+    assert sorted(p.name for p in (run / "replay").iterdir()) == before
+    newer.unlink()
+
+
 def test_not_a_run_is_one_line(tmp_path, capsys):
     assert context_gap.main(["--run", str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
