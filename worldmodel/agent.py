@@ -115,7 +115,19 @@ class Agent:
         self.last_fault = ""  # the loss term of the latest skipped update
         self._loss_step = self._loss
         if cfg.run.compile and self.device.type == "cuda":
-            self._loss_step = torch.compile(self._loss)
+            self.compile()
+
+    def compile(self, backend: str = "inductor") -> None:
+        """torch.compile the two hot paths: the world-model loss and one imagined step
+        (`img_step`, which every imagination loop calls: the actor-critic's update, MPC's
+        candidates, videos). Each traces as one graph for every backbone, with no fallback to
+        Python between kernels (tests/worldmodel/test_compile.py), so on a GPU the elementwise
+        work of a step fuses into a few kernels. `run.compile` calls it on CUDA only: on the
+        CPU the compile time is not recovered (README, "Speed of one update")."""
+        self._loss_step = torch.compile(self._loss, backend=backend)
+        rssm = self.model.rssm
+        # an instance attribute shadows the method: imagine() (every backbone's) calls self.img_step
+        rssm.img_step = torch.compile(rssm.img_step, backend=backend)
 
     def use_distributed(self, ctx: distributed.Context) -> None:
         """Average every gradient over ranks and start from rank 0's parameters."""
