@@ -216,6 +216,9 @@ class Agent:
         for k, v in data.items():
             if (k == "cost" and not self.cfg.shield.rules) or k == "ctx_slot":
                 continue  # no rules: the cost head has no labels to learn from; slots stay in numpy
+            if torch.is_tensor(v):  # converted already (replay.Prefetch does it off the main thread)
+                out[k] = v.to(self.device)
+                continue
             t = torch.from_numpy(np.ascontiguousarray(v))
             out[k] = (t.pin_memory() if pin else t).to(self.device, non_blocking=pin)
         return out

@@ -177,6 +177,7 @@ CHOICES = {
     "planner.kind": ("actor", "cem", "mppi"),
     "planner.latent": ("sample", "mode"),
     "shield.mode": ("on", "off", "learned"),
+    "replay.prefetch": ("auto", "on", "off"),
 }
 
 

@@ -27,8 +27,9 @@ from __future__ import annotations
 import re
 import sys
 from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Generic, TypeVar
 
 import numpy as np
 import torch
@@ -285,3 +286,44 @@ class Replay:
         self.ep_end[lane, idx] = np.where(end == np.iinfo(np.int64).max, hi, end)
         self.cur_start[lane] = start[-1]
         self.open[lane] = not last[-1]
+
+
+Batch = TypeVar("Batch")
+
+
+class Prefetch(Generic[Batch]):
+    """Draws the next batch in a background thread while the current update trains, so an
+    accelerator does not wait for the replay's gather, the pinning and the host-to-device
+    copy (`replay.prefetch`; on by default on CUDA).
+
+      batch = prefetch.take()    # the batch drawn during the previous update (or one now),
+                                 # and the next draw starts, from the replay as it is now
+      ... train on batch ...
+      prefetch.settle()          # wait for that draw: call before anything writes to the
+                                 # replay (new env steps, the replay context's write-back)
+
+    `draw` reads the replay and nothing else touches it while a draw runs, so the batches
+    depend only on the seed: the same run twice gives the same batches. What changes against
+    drawing on demand: a batch is drawn one update earlier, so it lacks the env steps of the
+    last update interval (train.ratio 512 / 16 x 64 sequences: one env step) and reads the
+    replay context from before the last update's write-back."""
+
+    def __init__(self, draw: Callable[[], Batch]) -> None:
+        self.draw = draw
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="replay-prefetch")
+        self.pending: Future[Batch] | None = None
+
+    def take(self) -> Batch:
+        batch = self.pending.result() if self.pending is not None else self.draw()
+        self.pending = self.pool.submit(self.draw)
+        return batch
+
+    def settle(self) -> None:
+        if self.pending is not None:
+            self.pending.result()  # re-raises what the draw raised
+
+    def close(self) -> None:
+        """Wait for a draw in flight and drop its batch (the run is over)."""
+        self.pool.shutdown(wait=True)
+        self.pending = None
+

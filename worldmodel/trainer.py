@@ -27,7 +27,7 @@ from worldmodel import checkpoint, distributed, faults, resume
 from worldmodel.agent import Agent, pick_device
 from worldmodel.config import Config
 from worldmodel.logger import Logger
-from worldmodel.replay import CONTEXT, Replay
+from worldmodel.replay import CONTEXT, Prefetch, Replay
 
 
 def setup_torch(cfg: Config) -> torch.device:
@@ -121,6 +121,8 @@ class Trainer:
                              seed=rank_seed,
                              directory=self.logdir / "replay" / shard, chunk=cfg.replay.chunk,
                              keep_saved=cfg.run.keep_checkpoints or 1 << 30)
+        # the next batch is drawn in a thread while an update trains (replay.Prefetch)
+        self.prefetch = {"auto": self.device.type == "cuda", "on": True, "off": False}[cfg.replay.prefetch]
         self.rng = np.random.default_rng(rank_seed)
         self.step = 0
         self.episodes = 0
@@ -161,6 +163,12 @@ class Trainer:
                                 keep, self.logdir, ram_only=CONTEXT)
 
     # -- the loop ---------------------------------------------------------------------
+    def _draw(self, batch: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """One replayed batch: as sampled (numpy; the context write-back needs its slots) and
+        as the agent's tensors. Without prefetching the agent converts it itself."""
+        data = self.replay.sample(batch, self.cfg.replay.length)
+        return data, (self.agent.to_batch(data) if self.prefetch else data)
+
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         per_update = cfg.replay.batch * cfg.replay.length
@@ -181,6 +189,7 @@ class Trainer:
         video_every = cfg.run.video_every
         next_video = (self.step // video_every + 1) * video_every if video_every else None
         t_start, steps_start, updates_start = time.time(), self.step, self.agent.updates
+        prefetch = Prefetch(lambda: self._draw(rank_batch)) if self.prefetch else None
         summary: dict[str, Any] = {}
         stop = faults.GracefulStop().install()  # SIGINT / SIGTERM: finish the step, checkpoint, return
         try:
@@ -237,8 +246,10 @@ class Trainer:
                     self.credit += E * W * cfg.train.ratio / per_update
                     while self.credit >= 1.0:
                         self.credit -= 1.0
-                        batch = self.replay.sample(rank_batch, cfg.replay.length)
-                        metrics = self.agent.train_step(batch)
+                        batch, tensors = prefetch.take() if prefetch else self._draw(rank_batch)
+                        metrics = self.agent.train_step(tensors)
+                        if prefetch:
+                            prefetch.settle()  # the next draw has read the replay: it may change now
                         if self.agent.last_latent is not None and "ctx_slot" in batch:
                             self.replay.write_context(batch["ctx_slot"], batch["mask"], *self.agent.last_latent)
                         for k, v in metrics.items():
@@ -297,6 +308,8 @@ class Trainer:
                                     f"{self.last_checkpoint or 'none yet'}; try a smaller --replay.capacity "
                                     f"or --replay.batch") from None
         finally:
+            if prefetch:
+                prefetch.close()
             stop.restore()
             logger.close()
             self.driver.close()

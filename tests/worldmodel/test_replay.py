@@ -196,3 +196,68 @@ def test_a_bf16_latent_is_kept_in_float16():
     assert kept.dtype == np.float16 and index.dtype == np.int16
     np.testing.assert_array_equal(kept, [[0.5, -0.25, 1.0]])
     np.testing.assert_array_equal(index, [[3, 17]])
+
+
+def _replay(seed=1):
+    fields = {"episode": ((), np.float32), "is_first": ((), bool), "is_last": ((), bool), "reward": ((), np.float32)}
+    replay = Replay(capacity=300, lanes=2, fields=fields, seed=seed)
+    fill(replay, 200, 2, np.random.default_rng(0))
+    return replay
+
+
+def test_prefetch_hands_out_the_batches_of_sampling_on_demand_in_order():
+    from worldmodel.replay import Prefetch
+    ref = _replay()
+    want = [ref.sample(4, 6) for _ in range(5)]
+    replay = _replay()
+    prefetch = Prefetch(lambda: replay.sample(4, 6))
+    got = []
+    for _ in range(5):
+        got.append(prefetch.take())
+        prefetch.settle()
+    prefetch.close()
+    for a, b in zip(got, want):
+        assert a.keys() == b.keys()
+        for k in a:
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_prefetch_draws_the_next_batch_while_the_caller_works_and_reraises_its_errors():
+    import threading
+    from worldmodel.replay import Prefetch
+    main = threading.get_ident()
+    threads, calls = [], []
+
+    def draw():
+        threads.append(threading.get_ident())
+        calls.append(len(calls))
+        if len(calls) == 3:
+            raise ValueError("replay is empty")
+        return len(calls)
+
+    prefetch = Prefetch(draw)
+    assert prefetch.take() == 1  # drawn on demand; the second draw starts at once
+    prefetch.settle()
+    assert threads == [main, threads[1]] and threads[1] != main
+    assert prefetch.take() == 2  # ready: the one drawn during the "update"
+    with pytest.raises(ValueError, match="replay is empty"):
+        prefetch.settle()
+    prefetch.close()
+
+
+def test_training_with_prefetch_is_deterministic_and_learns_from_every_batch(tmp_path):
+    import json
+    from worldmodel.config import load_config
+    from worldmodel.trainer import Trainer
+
+    losses = []
+    for name in ("a", "b"):
+        cfg = load_config(["debug"], {"run.steps": 160, "train.prefill": 64, "run.log_every": 32,
+                                      "replay.prefetch": "on", "run.logdir": str(tmp_path / name)})
+        trainer = Trainer(cfg, tmp_path / name)
+        assert trainer.prefetch
+        trainer.run()
+        rows = [json.loads(line) for line in (tmp_path / name / "metrics.jsonl").read_text().splitlines()]
+        losses.append([(r["step"], r["updates"], r.get("loss/rec")) for r in rows])
+        assert trainer.agent.updates > 0 and trainer.replay.data["ctx_ok"][0].any()
+    assert losses[0] == losses[1] and any(loss is not None for _, _, loss in losses[0])
