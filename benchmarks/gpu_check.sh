@@ -17,7 +17,7 @@
 #    The compile variants run last and are skipped once GPU_CHECK_BUDGET_S (default 240 s)
 #    is spent, so the check stays under 5 minutes whatever compiling costs.
 # 3. End to end: `worldmodel train --preset debug --device cuda --steps 300` and
-#    `--preset small --steps 2000 --device cuda`.
+#    `--preset small --steps 2000 --device cuda`, with replay.prefetch on (auto) and off.
 # 4. Planning: decisions per second of MPPI on the device (small preset, Pendulum-v1, one
 #    env) at the default budget 128 x 15 x 2 and at issue 8's 256 x 5 x 3
 #    (benchmarks/plan_speed.py's `time_decisions`).
@@ -156,11 +156,11 @@ def time_preset(preset, variant):
     return row
 
 
-def train_run(preset, steps):
+def train_run(preset, steps, extra=()):
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "worldmodel", "train", "--preset", preset, "--device", device,
                "--steps", str(steps), "--run.logdir", f"{tmp}/run", "--run.progress", "false",
-               "--run.video_every", "0", "--run.threads", "1"]
+               "--run.video_every", "0", "--run.threads", "1", *extra]
         t = time.time()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         wall = time.time() - t
@@ -169,7 +169,7 @@ def train_run(preset, steps):
     last = metrics[-1] if metrics else {}
     return {"preset": preset, "steps": steps, "device": device, "returncode": proc.returncode, "wall_s": wall,
             "env_steps": last.get("step"), "updates": last.get("updates"), "ups": last.get("ups"),
-            "fps": last.get("fps"), "return": last.get("return"),
+            "fps": last.get("fps"), "return": last.get("return"), "extra": " ".join(extra),
             "command": "worldmodel " + " ".join(cmd[3:10]),
             "error": None if proc.returncode == 0 else (proc.stderr or proc.stdout)[-1500:]}
 
@@ -194,15 +194,17 @@ def plan_rows():
 timings, failures = [], 0
 planning = []
 plan = [(p, v) for v in ("fp32", "bf16") for p in presets] + [(p, "bf16+compile") for p in presets]
-e2e_plan = [("debug", 300), ("small", 1200 if dry else 2000)]
+# the small run twice: replay.prefetch auto (on with CUDA), then off, to measure what it buys
+e2e_plan = [("debug", 300, ()), ("small", 1200 if dry else 2000, ()),
+            ("small", 1200 if dry else 2000, ("--replay.prefetch", "off"))]
 runs = []
 for i, (preset, variant) in enumerate(plan):
     if i == 2 * len(presets):  # the essentials first: end-to-end training, then the compile variants
-        for p, steps in e2e_plan:
-            r = train_run(p, steps)
+        for p, steps, extra in e2e_plan:
+            r = train_run(p, steps, extra)
             runs.append(r)
             failures += r["returncode"] != 0
-            print(f"train --preset {p} --steps {steps}: exit {r['returncode']}, {r['wall_s']:.0f} s, "
+            print(f"train --preset {p} --steps {steps} {r['extra']}: exit {r['returncode']}, {r['wall_s']:.0f} s, "
                   f"{r['updates']} updates", flush=True)
         planning = plan_rows()
         failures += sum("error" in r for r in planning)
@@ -241,7 +243,7 @@ print("\n| train run | exit | wall (s) | env steps | updates | updates/s | env s
 print("|---|---|---|---|---|---|---|")
 for r in runs:
     f = lambda v, s=".1f": "–" if v is None else format(v, s)  # noqa: E731
-    print(f"| --preset {r['preset']} --steps {r['steps']} --device {r['device']} | {r['returncode']} | "
+    print(f"| --preset {r['preset']} --steps {r['steps']} --device {r['device']} {r['extra']} | {r['returncode']} | "
           f"{r['wall_s']:.0f} | {r['env_steps']} | {r['updates']} | {f(r['ups'])} | {f(r['fps'])} |")
 print("\n| planning (Pendulum-v1, small, one env) | ms/decision (median) | p90 ms | decisions/s |")
 print("|---|---|---|---|")
