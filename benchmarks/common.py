@@ -17,6 +17,7 @@ def machine() -> dict[str, Any]:
     info = {"python": platform.python_version(), "torch": torch.__version__, "cpus": os.cpu_count(),
             "threads": torch.get_num_threads(), "platform": platform.platform(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+    info["matmul_gflops_1thread"] = host_gflops()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
@@ -25,6 +26,20 @@ def machine() -> dict[str, Any]:
     except OSError:
         pass
     return info
+
+
+def host_gflops() -> float:
+    """This host's speed as the row is written: fp32 GFLOP/s of a 1024^3 matmul on one thread
+    (median of 5, about 0.2 s; other jobs on the machine lower it too). The shared machine's
+    speed changes between sessions (80-153 GFLOP/s per core has been seen), so wall times
+    from different days compare only next to this figure."""
+    import torch
+    from benchmarks.speed import matmul_peak
+    threads = torch.get_num_threads()
+    try:
+        return round(matmul_peak(1, 1024, 5), 1)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def commit() -> str:

@@ -29,3 +29,15 @@ def test_gather_ab_times_both_paths_and_restores_the_switch():
         assert r["cpu_ms_gather"] > 0 and r["cpu_ms_dense"] > 0
         assert abs(r["speedup"] - r["cpu_ms_dense"] / r["cpu_ms_gather"]) < 1e-9
         assert LatentLinear.enabled
+
+
+def test_every_result_row_records_the_host_speed_and_keeps_the_thread_count(results):
+    import json
+
+    import torch
+    from benchmarks.common import record
+    before = torch.get_num_threads()
+    record("probe", {"x": 1}, "python -m benchmarks probe")
+    row = json.loads((results / "probe.jsonl").read_text())
+    assert row["machine"]["matmul_gflops_1thread"] > 1.0  # any CPU that runs torch does more
+    assert torch.get_num_threads() == before
