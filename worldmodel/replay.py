@@ -305,8 +305,9 @@ class Prefetch(Generic[Batch]):
     `draw` reads the replay and nothing else touches it while a draw runs, so the batches
     depend only on the seed: the same run twice gives the same batches. What changes against
     drawing on demand: a batch is drawn one update earlier, so it lacks the env steps of the
-    last update interval (train.ratio 512 / 16 x 64 sequences: one env step) and reads the
-    replay context from before the last update's write-back."""
+    last update interval (with the defaults, train.ratio 512 and 16 x 64 sequences, an update
+    comes every 2 env steps) and reads the replay context from before the last update's
+    write-back."""
 
     def __init__(self, draw: Callable[[], Batch]) -> None:
         self.draw = draw
@@ -326,4 +327,3 @@ class Prefetch(Generic[Batch]):
         """Wait for a draw in flight and drop its batch (the run is over)."""
         self.pool.shutdown(wait=True)
         self.pending = None
-
