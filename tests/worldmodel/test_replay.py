@@ -245,7 +245,7 @@ def test_prefetch_draws_the_next_batch_while_the_caller_works_and_reraises_its_e
     prefetch.close()
 
 
-def test_training_with_prefetch_is_deterministic_and_learns_from_every_batch(tmp_path):
+def test_training_with_prefetch_is_deterministic_and_trains(tmp_path):
     import json
     from worldmodel.config import load_config
     from worldmodel.trainer import Trainer
