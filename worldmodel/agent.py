@@ -36,7 +36,8 @@ def build_model(cfg: Config, obs_spec: ObsSpec, act_spec: ActionSpec) -> WorldMo
                       cnn_depth=m.cnn_depth, bins=m.bins, free_nats=m.free_nats,
                       loss_scales=m.loss_scales.to_dict(), dynamics=m.dynamics,
                       ssm_layers=m.ssm_layers, ssm_state=m.ssm_state, window=m.window,
-                      verdicts=act_spec.dim if learns_verdicts(cfg, act_spec) else 0)
+                      verdicts=act_spec.dim if learns_verdicts(cfg, act_spec) else 0,
+                      cont_outscale=m.cont_outscale)
 
 
 def learns_verdicts(cfg: Config, act_spec: ActionSpec) -> bool:

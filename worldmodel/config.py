@@ -235,6 +235,8 @@ def load_config(presets: Iterable[str] = (), overrides: dict[str, Any] | None = 
                    "planner.elites", "planner.temperature"):
         if flat[dotted] <= 0:
             raise ConfigError(f"config key '{dotted}' must be positive, got {flat[dotted]}")
+    if flat["model.cont_outscale"] < 0:
+        raise ConfigError(f"config key 'model.cont_outscale' must be >= 0, got {flat['model.cont_outscale']}")
     if not 0.0 <= flat["planner.policy_fraction"] <= 1.0:
         raise ConfigError(f"config key 'planner.policy_fraction' must be in [0, 1], got {flat['planner.policy_fraction']}")
     if flat["run.checkpoint_every"] <= 0:

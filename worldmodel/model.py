@@ -33,7 +33,8 @@ class WorldModel(nn.Module):
     def __init__(self, obs_spec: ObsSpec, action_dim: int, *, deter: int, stoch: int, classes: int,
                  hidden: int, unimix: float, units: int, layers: int, cnn_depth: int,
                  bins: int, free_nats: float, loss_scales: dict[str, float], dynamics: str = "gru",
-                 ssm_layers: int = 2, ssm_state: int = 16, window: int = 16, verdicts: int = 0) -> None:
+                 ssm_layers: int = 2, ssm_state: int = 16, window: int = 16, verdicts: int = 0,
+                 cont_outscale: float = 0.0) -> None:
         super().__init__()
         self.obs_spec, self.action_dim = obs_spec, action_dim
         self.free_nats, self.loss_scales = free_nats, dict(loss_scales)
@@ -56,7 +57,11 @@ class WorldModel(nn.Module):
             self.vec_decoder = MLP(feat, vec_dim, units, layers, latent=latent)
         self.img_decoders = nn.ModuleDict({k.name: ImageDecoder(feat, k.shape, cnn_depth) for k in self.img_keys})
         self.reward_head = MLP(feat, bins, units, layers, out_scale=0.0, latent=latent)
-        self.cont_head = MLP(feat, 1, units, layers, latent=latent)
+        # cont_outscale 0: the continue head's output layer starts at zero, like the reward
+        # head's, so its first gradients do not reach the features through random weights.
+        # DreamerV3 starts it random (1.0); zero let the world model carry a cue across 8
+        # steps where random did not (README, "Which loss holds the memory back").
+        self.cont_head = MLP(feat, 1, units, layers, out_scale=cont_outscale, latent=latent)
         self.cost_head = MLP(feat, 1, units, layers, latent=latent)  # trained on the shield's labels when rules are on
         # Discrete actions with rules: P(the rules allow action a | state), one logit per action,
         # trained on the shield's exact per-action verdicts at real states (replay `allowed`).
