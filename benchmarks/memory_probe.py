@@ -25,7 +25,11 @@ world model's reward head is trained (0 at all but the terminal step). The defau
 Every `--every` updates the sign of the predicted terminal reward is scored on a fresh
 batch of 256 episodes. Reported: the first update count at which that accuracy reaches
 `--target` (0.95) and stays there for the next check too, or "not within" --updates.
-Chance is 0.5. Results go to benchmarks/results/memory_probe.jsonl.
+Chance is 0.5. With the world-model readout each check also records how the posterior
+latent carries the cue (`cue_in_latent`): "cue groups", about the number of latent groups
+that encode the cue at the cue step, and "blank H", the sampling noise (entropy per group)
+the latent feeds the dynamics at a blank step. Results go to
+benchmarks/results/memory_probe.jsonl.
 """
 from __future__ import annotations
 
@@ -68,6 +72,20 @@ def features(model: Any, batch: dict[str, Any]) -> Any:
     """The posterior feature [h, z] of every step (B, T, F), as `model.loss` computes it."""
     post, _ = model.posterior(batch)
     return model.rssm.feat(post)
+
+
+def cue_in_latent(logits: Any, cue0: Any, blank: int) -> tuple[float, float]:
+    """How the posterior latent carries the cue. logits (B, T, S, C) of the test episodes,
+    cue0 (B,) True where the cue is 0, `blank` the index of a blank step. Returns
+    cue_groups: the total variation between the cue step's mean posteriors of the two cues,
+      summed over the S latent groups (about 1 per group that encodes the cue; 0 = no cue)
+    blank_entropy: the mean entropy (nats) of one latent group's posterior at the blank
+      step, i.e. the sampling noise each group feeds the dynamics where nothing is seen."""
+    p = logits.float().softmax(-1)
+    cue_groups = 0.5 * (p[cue0, 0].mean(0) - p[~cue0, 0].mean(0)).abs().sum(-1).sum()
+    q = p[:, blank]
+    blank_entropy = -(q * q.clamp_min(1e-12).log()).sum(-1).mean()
+    return float(cue_groups), float(blank_entropy)
 
 
 class Readout:
@@ -122,6 +140,7 @@ def probe(backbone: str, distance: int, reward: str, updates: int, every: int, t
         opt = adam(params, cfg.train.model_lr, cfg.train.adam_eps)
     rng, test_rng = np.random.default_rng(seed), np.random.default_rng(10_000 + seed)
     curve: list[tuple[int, float]] = []
+    trace: list[tuple[int, float, float]] = []  # (update, cue_groups, blank_entropy), world-model readout
     reached = None
     t0 = time.time()
     for step in range(1, updates + 1):
@@ -144,13 +163,15 @@ def probe(backbone: str, distance: int, reward: str, updates: int, every: int, t
                     pred = head.predict(features(model, test))
             acc = float(((pred > 0) == (test["reward"][:, -1] > 0)).float().mean())
             curve.append((step, acc))
+            if head is None:
+                trace.append((step, *cue_in_latent(post["logits"], test["obs"][:, 0, 0] > 0.5, distance // 2)))
             if reached is None and len(curve) >= 2 and min(a for _, a in curve[-2:]) >= target:
                 reached = curve[-2][0]
                 break
     return {"backbone": backbone, "distance": distance, "reward": reward, "readout": readout, "seed": seed,
             "updates": updates,
             "batch": batch, "target": target, "reached": reached, "final_accuracy": curve[-1][1] if curve else None,
-            "curve": curve, "wall_s": time.time() - t0}
+            "curve": curve, "trace": trace, "wall_s": time.time() - t0}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     print(f"readout: {args.readout}")
     print(f"{'reward':<6} {'distance':>8} {'backbone':<8} {'seed':>4} {'updates to learn':>16} "
-          f"{'final acc':>9} {'wall s':>7}", flush=True)
+          f"{'final acc':>9} {'wall s':>7} {'cue groups':>10} {'blank H':>7}", flush=True)
     for reward in args.rewards:
         for distance in args.distances:
             for backbone in args.backbones:
@@ -187,8 +208,9 @@ def main(argv: list[str] | None = None) -> int:
                               args.preset, args.batch, overrides, args.readout)
                     rows.append(r)
                     got = f"{r['reached']:,}" if r["reached"] else f"> {args.updates:,}"
+                    last = f"{r['trace'][-1][1]:>10.2f} {r['trace'][-1][2]:>7.2f}" if r["trace"] else ""
                     print(f"{reward:<6} {distance:>8} {backbone:<8} {seed:>4} {got:>16} "
-                          f"{r['final_accuracy']:>9.2f} {r['wall_s']:>7.0f}", flush=True)
+                          f"{r['final_accuracy']:>9.2f} {r['wall_s']:>7.0f} {last}", flush=True)
     record("memory_probe", {"rows": rows, "preset": args.preset, "overrides": overrides}, command)
     print(f"\nreproduce: {command}")
     return 0

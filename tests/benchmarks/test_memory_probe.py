@@ -7,7 +7,9 @@ import numpy as np
 import pytest
 
 import envs  # noqa: F401  (registers worldmodel/ envs)
-from benchmarks.memory_probe import episodes, main
+import torch
+
+from benchmarks.memory_probe import cue_in_latent, episodes, main
 
 
 @pytest.mark.parametrize("reward", ["cue", "xor"])
@@ -45,6 +47,7 @@ def test_probe_runs_and_records(backbone, results, capsys):
     row = json.loads((results / "memory_probe.jsonl").read_text().splitlines()[-1])["rows"][0]
     assert row["backbone"] == backbone and len(row["curve"]) == 2
     assert all(0.0 <= acc <= 1.0 for _, acc in row["curve"])
+    assert [t[0] for t in row["trace"]] == [2, 4] and all(t[1] >= 0 and t[2] >= 0 for t in row["trace"])
     assert "updates to learn" in capsys.readouterr().out
     from benchmarks.report import report
     table = report(results)
@@ -118,3 +121,20 @@ def test_readout_loss_covers_the_terminal_step_or_every_step():
     assert torch.allclose(every.loss(feat, reward), want_every)
     assert not torch.allclose(want_last, want_every)
     assert torch.allclose(every.predict(feat), Model.twohot.mean(logits[:, -1]))
+
+
+def test_cue_in_latent_hand_computed():
+    """Two latent groups of 2 classes, 4 episodes (cues 0, 0, 1, 1), 3 steps. Group 0 encodes
+    the cue exactly at step 0, group 1 only leans (0.75 / 0.25 against 0.25 / 0.75): total
+    variation 1 + 0.5. At the blank step (1) group 0 is uniform (ln 2 nats) and group 1 is
+    certain (0 nats): 0.5 ln 2 per group on average."""
+    p = torch.full((4, 3, 2, 2), 0.5)
+    cue0 = torch.tensor([True, True, False, False])
+    p[:2, 0, 0] = torch.tensor([1.0, 0.0])
+    p[2:, 0, 0] = torch.tensor([0.0, 1.0])
+    p[:2, 0, 1] = torch.tensor([0.75, 0.25])
+    p[2:, 0, 1] = torch.tensor([0.25, 0.75])
+    p[:, 1, 1] = torch.tensor([1.0, 0.0])
+    groups, entropy = cue_in_latent(p.clamp_min(1e-30).log(), cue0, 1)
+    assert groups == pytest.approx(1.5, abs=1e-6)
+    assert entropy == pytest.approx(0.5 * np.log(2.0), abs=1e-6)
