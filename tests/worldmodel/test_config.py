@@ -11,13 +11,7 @@ def test_presets_apply_left_to_right_then_overrides():
     assert debug_then_small.run.steps == load_config(["debug"]).run.steps  # small leaves it
     cfg = load_config(["debug"], {"model.deter": "128", "train.ratio": 256})
     assert cfg.model.deter == 128 and cfg.train.ratio == 256
-    assert {"debug", "small", "medium", "large", "memory"} <= set(preset_names())
-
-
-def test_memory_preset_adds_free_nats_to_a_size():
-    small, both = load_config(["small"]), load_config(["small", "memory"])
-    assert small.model.free_nats == 1.0 and both.model.free_nats == 3.0
-    assert both.model.deter == small.model.deter and both.train.ratio == small.train.ratio
+    assert {"debug", "small", "medium", "large"} <= set(preset_names())
 
 
 @pytest.mark.parametrize("presets,overrides,message", [
