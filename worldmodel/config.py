@@ -235,14 +235,12 @@ def load_config(presets: Iterable[str] = (), overrides: dict[str, Any] | None = 
                    "planner.elites", "planner.temperature"):
         if flat[dotted] <= 0:
             raise ConfigError(f"config key '{dotted}' must be positive, got {flat[dotted]}")
-    if flat["model.cont_outscale"] < 0:
-        raise ConfigError(f"config key 'model.cont_outscale' must be >= 0, got {flat['model.cont_outscale']}")
     if not 0.0 <= flat["planner.policy_fraction"] <= 1.0:
         raise ConfigError(f"config key 'planner.policy_fraction' must be in [0, 1], got {flat['planner.policy_fraction']}")
     if flat["run.checkpoint_every"] <= 0:
         raise ConfigError(f"config key 'run.checkpoint_every' must be positive, got {flat['run.checkpoint_every']}")
     for dotted in ("train.max_skipped", "run.keep_checkpoints", "run.log_every", "run.eval_every", "run.video_every",
-                   "planner.prior", "critic.replay_loss"):
+                   "planner.prior", "critic.replay_loss", "model.cont_outscale"):
         if flat[dotted] < 0:
             raise ConfigError(f"config key '{dotted}' must be 0 or more, got {flat[dotted]}")
     if flat["train.ratio"] <= 0:

@@ -5,10 +5,9 @@ import json
 import gymnasium as gym
 import numpy as np
 import pytest
-
-import envs  # noqa: F401  (registers worldmodel/ envs)
 import torch
 
+import envs  # noqa: F401  (registers worldmodel/ envs)
 from benchmarks.memory_probe import cue_in_latent, episodes, main
 
 
