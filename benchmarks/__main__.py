@@ -3,7 +3,7 @@
   run --suite cpu-quick|cpu-full [--dry-run] [--from N]
                              a suite: the commands below in order (benchmarks/suites.py);
                              cpu-quick takes minutes, cpu-full hours; --dry-run lists them
-  learn --task cartpole|pendulum|cartpole-pixels|dmc-cartpole-swingup|dmc-pendulum-swingup|dmc-reacher-easy
+  learn --task cartpole|pendulum|cartpole-pixels|dmc-cartpole-swingup|dmc-pendulum-swingup|dmc-reacher-easy|cue-8|cue-24
         [--seeds 0 1 2] [--preset small] [--eval-every 1000]
         [--steps N] [--target R] [--check] [--set key=value ...]
                              learning curves; --check exits 1 unless every seed reached the target

@@ -22,6 +22,11 @@ TASKS = {
     "dmc-cartpole-swingup": ("worldmodel/dmc-cartpole-swingup-v0", 50000, 700.0, {}),
     "dmc-pendulum-swingup": ("worldmodel/dmc-pendulum-swingup-v0", 50000, 600.0, {}),
     "dmc-reacher-easy": ("worldmodel/dmc-reacher-easy-v0", 50000, 650.0, {}),
+    # CueMemory (issue 10): the cue decides the answer `length` steps later; +1 right, -1
+    # wrong, so a memoryless policy scores 0 and 0.8 means 9 answers in 10 right. A replayed
+    # sequence must hold the cue and the answer together (episode = length + 2 observations).
+    "cue-8": ("worldmodel/CueMemory-v0", 12000, 0.8, {"env.kwargs": {"length": 8}, "replay.length": 16}),
+    "cue-24": ("worldmodel/CueMemory-v0", 12000, 0.8, {"env.kwargs": {"length": 24}, "replay.length": 28}),
 }
 
 

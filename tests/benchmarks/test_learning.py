@@ -16,3 +16,18 @@ def test_learn_check_fails_below_target(results, capsys):
     run = row["runs"][0]
     assert [step for step, _ in run["curve"]] == [100, 200] and run["target"] == 1e9
     assert run["steps_to_target"] is None and row["summary"]["seeds_reaching_target"] == 0
+
+
+def test_cue_memory_task_runs_with_its_env_length_and_a_replay_that_holds_an_episode(results):
+    from benchmarks.learning import TASKS
+    for name in ("cue-8", "cue-24"):
+        _, _, target, over = TASKS[name]
+        # an episode is length + 2 observations (cue, blanks, query, terminal); a replayed
+        # sequence shorter than that never shows the world model a cue and its answer together
+        assert over["replay.length"] >= over["env.kwargs"]["length"] + 2 and 0 < target <= 1
+    argv = ["learn", "--task", "cue-8", "--preset", "debug", "--seeds", "0", "--steps", "100",
+            "--eval-every", "100", "--set", "train.ratio=16", "run.eval_episodes=4"]
+    assert main(argv) == 0
+    run = json.loads((results / "learning.jsonl").read_text().splitlines()[-1])["runs"][0]
+    # each answer pays +1 or -1, so the mean of 4 evaluation episodes lies in [-1, 1]
+    assert run["task"] == "cue-8" and run["target"] == 0.8 and -1.0 <= run["curve"][0][1] <= 1.0
