@@ -256,7 +256,7 @@ def plot(rows: list[dict[str, Any]], out: Path, title: str) -> Path:
 
 
 def learn(args: argparse.Namespace) -> list[dict[str, Any]]:
-    import worldmodel
+    from benchmarks.common import train
     from worldmodel.api import evaluate_run
     rows = []
     print(f"{'backbone':<8} {'distance':>8} {'seed':>4} {'train return':>12} {'eval return':>11} {'wall s':>7}")
@@ -272,7 +272,7 @@ def learn(args: argparse.Namespace) -> list[dict[str, Any]]:
                             "replay.length": max(distance + 4, 16),
                             **dict(kv.split("=", 1) for kv in args.set)}
                     t0 = time.time()
-                    summary = worldmodel.train(env=ENV, presets=args.preset, overrides=over)
+                    summary = train(env=ENV, presets=args.preset, overrides=over)
                     wall = time.time() - t0
                     ev = evaluate_run(run, episodes=args.eval_episodes)
                 row = {"backbone": kind, "distance": distance, "seed": seed, "steps": args.learn_steps,

@@ -66,3 +66,15 @@ def load(suite: str, root: Path | None = None) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def train(env: str, presets: list[str], overrides: dict[str, Any]) -> dict[str, Any]:
+    """worldmodel.train for a benchmark: a run stopped early (SIGINT / SIGTERM: the trainer
+    checkpoints and returns) ends the benchmark with a one-line error instead of being
+    recorded as a finished run with a short budget."""
+    import worldmodel
+    summary = worldmodel.train(env=env, presets=presets, overrides=overrides)
+    if summary.get("interrupted"):
+        raise SystemExit(f"error: the {env} run was interrupted ({summary['interrupted']}) at env step "
+                         f"{summary['step']}; nothing recorded for it")
+    return summary

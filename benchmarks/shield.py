@@ -36,7 +36,7 @@ def veto_rates(metrics: list[dict[str, Any]], steps: int) -> tuple[float, float]
 def run(task: str, seed: int, mode: str, eval_episodes: int, steps: int | None, presets: list[str],
         keep: str | None = None, extra: dict[str, str] | None = None) -> dict[str, Any]:
     """`keep`: leave the run directory in <keep>/<task>-<mode>-seed<seed> (default: deleted)."""
-    import worldmodel
+    from benchmarks.common import train
     from worldmodel.api import evaluate_run
     from worldmodel.config import ConfigError
     env_id, rules, default_steps, success = TASKS[task]
@@ -44,7 +44,7 @@ def run(task: str, seed: int, mode: str, eval_episodes: int, steps: int | None, 
     with tempfile.TemporaryDirectory() as tmp:
         logdir = Path(keep) / f"{task}-{mode}-seed{seed}" if keep else Path(tmp) / "run"
         t0 = time.time()
-        worldmodel.train(env=env_id, presets=presets, overrides={
+        train(env=env_id, presets=presets, overrides={
             "run.steps": steps, "run.seed": seed, "run.logdir": str(logdir), "run.progress": False,
             "run.threads": 1, "run.video_every": 0, "shield.rules": rules, "shield.mode": mode, **(extra or {})})
         wall = time.time() - t0

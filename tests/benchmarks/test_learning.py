@@ -31,3 +31,14 @@ def test_cue_memory_task_runs_with_its_env_length_and_a_replay_that_holds_an_epi
     run = json.loads((results / "learning.jsonl").read_text().splitlines()[-1])["runs"][0]
     # each answer pays +1 or -1, so the mean of 4 evaluation episodes lies in [-1, 1]
     assert run["task"] == "cue-8" and run["target"] == 0.8 and -1.0 <= run["curve"][0][1] <= 1.0
+
+
+def test_an_interrupted_run_ends_the_benchmark_and_records_nothing(results, monkeypatch):
+    import pytest
+
+    import worldmodel
+    # what the trainer returns after SIGTERM: it checkpointed and stopped early
+    monkeypatch.setattr(worldmodel, "train", lambda **kw: {"interrupted": "SIGTERM", "step": 1000})
+    with pytest.raises(SystemExit, match="interrupted \\(SIGTERM\\) at env step 1000; nothing recorded"):
+        main(["learn", "--task", "cartpole", "--preset", "debug", "--seeds", "0", "--steps", "200"])
+    assert not (results / "learning.jsonl").exists()
