@@ -135,21 +135,33 @@ def main(argv: list[str] | None = None) -> int:
         overrides = dict(kv.split("=", 1) for kv in args.set)
         if args.steps is not None:
             overrides["run.steps"] = args.steps
-        rows = []
+        from benchmarks.common import RunInterrupted
+        rows, stopped = [], None
         for seed in args.seeds:
-            row = run_seed(args.task, seed, args.preset, overrides, args.eval_every, args.threads, args.keep,
-                           args.target)
+            try:
+                row = run_seed(args.task, seed, args.preset, overrides, args.eval_every, args.threads, args.keep,
+                               args.target)
+            except RunInterrupted as exc:  # keep the seeds that finished
+                stopped = exc
+                break
             rows.append(row)
+            to_target = "" if row["wall_to_target_s"] is None else f" ({row['wall_to_target_s'] / 60:.1f} min)"
             print(f"{args.task} seed {seed}: final eval return {row['final_return']:.1f}, "
-                  f"target {row['target']} reached at {row['steps_to_target']} env steps, "
+                  f"target {row['target']} reached at {row['steps_to_target']} env steps{to_target}, "
                   f"wall {row['wall_s'] / 60:.1f} min, {row['updates']} updates")
+        if stopped is not None and not rows:
+            raise stopped
         summary = summarize(rows)
         record("learning", {"task": args.task, "presets": args.preset, "overrides": overrides,
                             "summary": summary, "runs": rows}, command)
         print(f"{args.task}: median final return {summary['median_final_return']:.1f}, median steps to "
               f"target {summary['median_steps_to_target']}, median wall {summary['median_wall_s'] / 60:.1f} min "
               f"({summary['seeds_reaching_target']}/{summary['seeds']} seeds reached the target)")
-        if args.check and summary["seeds_reaching_target"] < summary["seeds"]:
+        if stopped is not None:
+            print(f"{stopped.code} (seed {args.seeds[len(rows)]}); the {len(rows)} seed(s) before it are "
+                  f"recorded", file=sys.stderr)
+            status = 1
+        elif args.check and summary["seeds_reaching_target"] < summary["seeds"]:
             print(f"check failed: {summary['seeds'] - summary['seeds_reaching_target']} seed(s) never reached "
                   f"{rows[0]['target']}")
             status = 1

@@ -75,6 +75,11 @@ def train(env: str, presets: list[str], overrides: dict[str, Any]) -> dict[str, 
     import worldmodel
     summary = worldmodel.train(env=env, presets=presets, overrides=overrides)
     if summary.get("interrupted"):
-        raise SystemExit(f"error: the {env} run was interrupted ({summary['interrupted']}) at env step "
-                         f"{summary['step']}; nothing recorded for it")
+        raise RunInterrupted(f"error: the {env} run was interrupted ({summary['interrupted']}) at env step "
+                             f"{summary['step']}; nothing recorded for it")
     return summary
+
+
+class RunInterrupted(SystemExit):
+    """A benchmark's training run was stopped early. Uncaught, it exits with its one-line
+    message; `learn` catches it to record the seeds that finished before it."""

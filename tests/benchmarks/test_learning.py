@@ -42,3 +42,20 @@ def test_an_interrupted_run_ends_the_benchmark_and_records_nothing(results, monk
     with pytest.raises(SystemExit, match="interrupted \\(SIGTERM\\) at env step 1000; nothing recorded"):
         main(["learn", "--task", "cartpole", "--preset", "debug", "--seeds", "0", "--steps", "200"])
     assert not (results / "learning.jsonl").exists()
+
+
+def test_seeds_finished_before_an_interruption_are_recorded(results, monkeypatch, capsys):
+    import worldmodel
+    real = worldmodel.train
+    calls = []
+
+    def train(**kw):  # seed 0 runs for real, seed 1 is stopped at once
+        calls.append(kw["overrides"]["run.seed"])
+        return real(**kw) if len(calls) == 1 else {"interrupted": "SIGINT", "step": 64}
+    monkeypatch.setattr(worldmodel, "train", train)
+    argv = ["learn", "--task", "cartpole", "--preset", "debug", "--seeds", "0", "1", "--steps", "100",
+            "--eval-every", "100", "--set", "train.ratio=16", "run.eval_episodes=2"]
+    assert main(argv) == 1
+    assert "interrupted (SIGINT) at env step 64" in capsys.readouterr().err
+    row = json.loads((results / "learning.jsonl").read_text().splitlines()[-1])
+    assert [r["seed"] for r in row["runs"]] == [0] and row["summary"]["seeds"] == 1
