@@ -2,6 +2,8 @@
 and the record, and --check fails a run that never reached its target."""
 import json
 
+import pytest
+
 from benchmarks.__main__ import main
 
 
@@ -34,8 +36,6 @@ def test_cue_memory_task_runs_with_its_env_length_and_a_replay_that_holds_an_epi
 
 
 def test_an_interrupted_run_ends_the_benchmark_and_records_nothing(results, monkeypatch):
-    import pytest
-
     import worldmodel
     # what the trainer returns after SIGTERM: it checkpointed and stopped early
     monkeypatch.setattr(worldmodel, "train", lambda **kw: {"interrupted": "SIGTERM", "step": 1000})
