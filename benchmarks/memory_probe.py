@@ -165,6 +165,9 @@ def probe(backbone: str, distance: int, reward: str, updates: int, every: int, t
             curve.append((step, acc))
             if head is None:
                 trace.append((step, *cue_in_latent(post["logits"], test["obs"][:, 0, 0] > 0.5, distance // 2)))
+            # a probe can run for tens of minutes: one line per check shows it moving
+            print(f"  {backbone} distance {distance} seed {seed}: update {step:,}, sign accuracy {acc:.2f} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
             if reached is None and len(curve) >= 2 and min(a for _, a in curve[-2:]) >= target:
                 reached = curve[-2][0]
                 break

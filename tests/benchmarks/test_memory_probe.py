@@ -47,7 +47,8 @@ def test_probe_runs_and_records(backbone, results, capsys):
     assert row["backbone"] == backbone and len(row["curve"]) == 2
     assert all(0.0 <= acc <= 1.0 for _, acc in row["curve"])
     assert [t[0] for t in row["trace"]] == [2, 4] and all(t[1] >= 0 and t[2] >= 0 for t in row["trace"])
-    assert "updates to learn" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "updates to learn" in out and f"{backbone} distance 1 seed 0: update 4, sign accuracy" in out
     from benchmarks.report import report
     table = report(results)
     assert "### Memory probe" in table and f"| world-model |  | cue | 1 | {backbone} | 0 | not within 4 |" in table
