@@ -240,10 +240,15 @@ def planning_scaling(root: Path) -> list[str]:
         latest.values())
 
 
+def _probe_set(row: Row) -> str:
+    """The overrides (--set) of a memory-probe row, and what a one-off script changed (its
+    `patched` field): part of the key, so neither replaces the plain probe's row."""
+    text = " ".join(f"{k}={v}" for k, v in (row.get("overrides") or {}).items())
+    return f"{text} one-off: {row['patched']}".strip() if row.get("patched") else text
+
+
 def memory_probe(root: Path) -> list[str]:
-    # overrides (--set) are part of the key: an ablation does not replace the plain probe's row
-    latest = newest([dict(p, command=row["command"], commit=row["commit"],
-                          set=" ".join(f"{k}={v}" for k, v in (row.get("overrides") or {}).items()))
+    latest = newest([dict(p, command=row["command"], commit=row["commit"], set=_probe_set(row))
                      for row in load("memory_probe", root) for p in row["rows"]],
                     lambda p: (p.get("readout", "world-model"), p["set"], p["reward"], p["distance"], p["backbone"],
                                p["seed"]))

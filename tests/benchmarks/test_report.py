@@ -95,3 +95,19 @@ def test_report_command_prints_tables_and_png_paths(results, capsys):
 def test_report_without_results(tmp_path):
     assert "no results yet" in report(tmp_path)
     assert learning_plots(tmp_path) == []
+
+
+def test_memory_probe_one_off_rows_do_not_replace_the_plain_probe(tmp_path):
+    """A row a patched one-off script wrote (its `patched` field) has the plain probe's
+    command; it must show as its own row, named, and leave the plain row's figure alone."""
+    def probe_row(reached, **extra):
+        return {"overrides": {}, **extra, "rows": [{
+            "backbone": "ssm", "distance": 8, "reward": "xor", "readout": "twohot", "seed": 0,
+            "updates": 6000, "reached": reached, "final_accuracy": 1.0 if reached else 0.48}]}
+    write(tmp_path, "memory_probe", probe_row(None), probe_row(3250, patched="output layer random at the start"))
+    section = report(tmp_path).split("### Memory probe")[1]
+    rows = [line for line in section.splitlines() if line.startswith("| twohot")]
+    assert len(rows) == 2
+    plain = [r for r in rows if "one-off" not in r]
+    assert len(plain) == 1 and "not within 6,000" in plain[0]
+    assert "one-off: output layer random at the start" in section and "3,250" in section
