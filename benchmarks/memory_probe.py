@@ -2,6 +2,7 @@
 
   python -m benchmarks.memory_probe [--backbones gru ssm hybrid] [--distances 2 8 24]
                                     [--rewards cue xor] [--updates 4000] [--seeds 0]
+                                    [--answer-p0 0.5]
 
 The CueMemory task (envs/builtin/cue_memory.py) tests memory only through the whole agent,
 where a policy must first learn from the model's rewards. This probe isolates the part the
@@ -12,6 +13,10 @@ flag at obs `distance`, the answer action there, and the reward on the terminal 
 
   cue   reward +1 if the cue is 0, else -1: pure memory, the answer does not matter
   xor   reward +1 if the answer equals the cue (CueMemory's own reward): memory and action
+
+Answers are uniform, as an untrained actor gives them; `--answer-p0 P` makes answer 0 come
+with probability P whatever the cue, as a biased policy's would. With the xor reward the
+cue alone then predicts part of the reward (P = 0.75: 75% of signs).
 
 `--readout mse` / `--readout twohot` measure the backbone's memory apart from the world
 model's other losses: only the encoder, the dynamics and a fresh readout MLP on the
@@ -45,12 +50,15 @@ BACKBONES = ("gru", "ssm", "hybrid")
 READOUTS = ("world-model", "mse", "twohot", "twohot-every")
 
 
-def episodes(rng: np.random.Generator, batch: int, distance: int, reward: str) -> dict[str, np.ndarray]:
+def episodes(rng: np.random.Generator, batch: int, distance: int, reward: str,
+             answer_p0: float = 0.5) -> dict[str, np.ndarray]:
     """`batch` CueMemory episodes of `distance` + 2 obs each (2 cues), as replay stores them:
-    obs_t, the action taken at obs_t, the reward received on arriving at obs_t."""
+    obs_t, the action taken at obs_t, the reward received on arriving at obs_t. The answer is
+    0 with probability `answer_p0` (a policy's bias), whatever the cue."""
     T = distance + 2
     cue = rng.integers(0, 2, batch)
-    answer = rng.integers(0, 2, batch)
+    # the uniform case keeps its original draw, so earlier probes reproduce
+    answer = rng.integers(0, 2, batch) if answer_p0 == 0.5 else (rng.random(batch) >= answer_p0).astype(np.int64)
     obs = np.zeros((batch, T, 3), np.float32)
     obs[np.arange(batch), 0, cue] = 1.0                     # the cue, at obs 0 only
     obs[:, distance, 2] = 1.0                               # the query flag
@@ -116,7 +124,8 @@ class Readout:
 
 
 def probe(backbone: str, distance: int, reward: str, updates: int, every: int, target: float, seed: int,
-          presets: list[str], batch: int, overrides: dict[str, Any], readout: str = "world-model") -> dict[str, Any]:
+          presets: list[str], batch: int, overrides: dict[str, Any], readout: str = "world-model",
+          answer_p0: float = 0.5) -> dict[str, Any]:
     import gymnasium as gym
     import torch
 
@@ -144,7 +153,7 @@ def probe(backbone: str, distance: int, reward: str, updates: int, every: int, t
     reached = None
     t0 = time.time()
     for step in range(1, updates + 1):
-        data = agent.to_batch(episodes(rng, batch, distance, reward))
+        data = agent.to_batch(episodes(rng, batch, distance, reward, answer_p0))
         if head is None:
             total, _, _ = model.loss(data)
         else:
@@ -154,7 +163,7 @@ def probe(backbone: str, distance: int, reward: str, updates: int, every: int, t
         torch.nn.utils.clip_grad_norm_(params, agent.model_clip)
         opt.step()
         if step % every == 0:
-            test = agent.to_batch(episodes(test_rng, 256, distance, reward))
+            test = agent.to_batch(episodes(test_rng, 256, distance, reward, answer_p0))
             with torch.no_grad():
                 if head is None:
                     _, _, post = model.loss(test)
@@ -172,7 +181,7 @@ def probe(backbone: str, distance: int, reward: str, updates: int, every: int, t
                 reached = curve[-2][0]
                 break
     return {"backbone": backbone, "distance": distance, "reward": reward, "readout": readout, "seed": seed,
-            "updates": updates,
+            "updates": updates, "answer_p0": answer_p0,
             "batch": batch, "target": target, "reached": reached, "final_accuracy": curve[-1][1] if curve else None,
             "curve": curve, "trace": trace, "wall_s": time.time() - t0}
 
@@ -190,11 +199,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--every", type=int, default=100, help="updates between accuracy checks")
     p.add_argument("--target", type=float, default=0.95, help="accuracy that counts as learned")
     p.add_argument("--batch", type=int, default=16, help="episodes per update")
+    p.add_argument("--answer-p0", type=float, default=0.5,
+                   help="probability that an episode's answer is 0, whatever the cue (0.5: uniform, as an "
+                        "untrained actor answers); with the xor reward, a bias lets the cue alone predict part "
+                        "of the reward")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--preset", nargs="+", default=["small"])
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--set", nargs="*", default=[], help="dotted overrides key=value")
     args = p.parse_args(argv)
+    if not 0.0 <= args.answer_p0 <= 1.0:
+        p.error(f"--answer-p0 is a probability: it must be in [0, 1], got {args.answer_p0}")
     import torch
     torch.set_num_threads(args.threads)
     from benchmarks.common import record
@@ -208,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
             for backbone in args.backbones:
                 for seed in args.seeds:
                     r = probe(backbone, distance, reward, args.updates, args.every, args.target, seed,
-                              args.preset, args.batch, overrides, args.readout)
+                              args.preset, args.batch, overrides, args.readout, args.answer_p0)
                     rows.append(r)
                     got = f"{r['reached']:,}" if r["reached"] else f"> {args.updates:,}"
                     last = f"{r['trace'][-1][1]:>10.2f} {r['trace'][-1][2]:>7.2f}" if r["trace"] else ""

@@ -240,15 +240,20 @@ def planning_scaling(root: Path) -> list[str]:
         latest.values())
 
 
-def _probe_set(row: Row) -> str:
-    """The overrides (--set) of a memory-probe row, and what a one-off script changed (its
-    `patched` field): part of the key, so neither replaces the plain probe's row."""
-    text = " ".join(f"{k}={v}" for k, v in (row.get("overrides") or {}).items())
-    return f"{text} one-off: {row['patched']}".strip() if row.get("patched") else text
+def _probe_set(row: Row, probe: Row) -> str:
+    """The overrides (--set) of a memory-probe run `row`, a biased answer (--answer-p0) of one
+    `probe` in it, and what a one-off script changed (`patched`): part of the key, so none of
+    them replaces the plain probe's row."""
+    parts = [f"{k}={v}" for k, v in (row.get("overrides") or {}).items()]
+    if probe.get("answer_p0", 0.5) != 0.5:
+        parts.append(f"answer P(0)={probe['answer_p0']}")
+    if row.get("patched"):
+        parts.append(f"one-off: {row['patched']}")
+    return " ".join(parts)
 
 
 def memory_probe(root: Path) -> list[str]:
-    latest = newest([dict(p, command=row["command"], commit=row["commit"], set=_probe_set(row))
+    latest = newest([dict(p, command=row["command"], commit=row["commit"], set=_probe_set(row, p))
                      for row in load("memory_probe", root) for p in row["rows"]],
                     lambda p: (p.get("readout", "world-model"), p["set"], p["reward"], p["distance"], p["backbone"],
                                p["seed"]))

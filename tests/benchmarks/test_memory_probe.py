@@ -138,3 +138,32 @@ def test_cue_in_latent_hand_computed():
     groups, entropy = cue_in_latent(p.clamp_min(1e-30).log(), cue0, 1)
     assert groups == pytest.approx(1.5, abs=1e-6)
     assert entropy == pytest.approx(0.5 * np.log(2.0), abs=1e-6)
+
+
+def test_answer_bias_draws_answers_apart_from_the_cue():
+    """--answer-p0: the answer is 0 with that probability whatever the cue, and the xor
+    reward still follows the answer; 0.5 keeps the original draw."""
+    batch = episodes(np.random.default_rng(0), 4000, 2, "xor", answer_p0=0.75)
+    cue, answer = batch["obs"][:, 0, :2].argmax(1), batch["action"][:, 2].argmax(1)
+    assert abs((answer == 0).mean() - 0.75) < 0.03
+    for c in (0, 1):  # independent of the cue
+        assert abs((answer[cue == c] == 0).mean() - 0.75) < 0.05
+    assert np.array_equal(batch["reward"][:, -1], np.where(answer == cue, 1.0, -1.0))
+    plain = episodes(np.random.default_rng(0), 64, 2, "xor")
+    assert np.array_equal(plain["action"], episodes(np.random.default_rng(0), 64, 2, "xor", answer_p0=0.5)["action"])
+
+
+def test_answer_bias_out_of_range_is_refused(capsys):
+    with pytest.raises(SystemExit) as err:
+        main(["--answer-p0", "1.5", "--updates", "1"])
+    assert err.value.code == 2 and "--answer-p0 is a probability" in capsys.readouterr().err
+
+
+def test_report_keeps_biased_answers_apart(results):
+    args = ["--backbones", "gru", "--distances", "1", "--rewards", "xor", "--every", "2", "--preset", "debug"]
+    assert main(args + ["--updates", "2"]) == 0
+    assert main(args + ["--updates", "4", "--answer-p0", "0.75"]) == 0
+    from benchmarks.report import report
+    table = report(results)
+    assert "| world-model |  | xor | 1 | gru | 0 | not within 2 |" in table
+    assert "| world-model | answer P(0)=0.75 | xor | 1 | gru | 0 | not within 4 |" in table
