@@ -54,15 +54,18 @@ def test_probe_runs_and_records(backbone, results, capsys):
     assert "### Memory probe" in table and f"| world-model |  | cue | 1 | {backbone} | 0 | not within 4 |" in table
 
 
-def test_report_keeps_ablations_apart(results):
-    """A probe run with --set overrides gets its own row; it does not replace the plain one."""
-    args = ["--backbones", "gru", "--distances", "1", "--rewards", "cue", "--every", "2", "--preset", "debug"]
+@pytest.mark.parametrize("extra, shown", [(["--set", "model.loss_scales.rec=0.0"], "model.loss_scales.rec=0.0"),
+                                          (["--answer-p0", "0.75"], "answer P(0)=0.75")])
+def test_report_keeps_ablations_apart(results, extra, shown):
+    """A probe run with --set overrides or biased answers gets its own row; it does not
+    replace the plain one."""
+    args = ["--backbones", "gru", "--distances", "1", "--rewards", "xor", "--every", "2", "--preset", "debug"]
     assert main(args + ["--updates", "2"]) == 0
-    assert main(args + ["--updates", "4", "--set", "model.loss_scales.rec=0.0"]) == 0
+    assert main(args + ["--updates", "4", *extra]) == 0
     from benchmarks.report import report
     table = report(results)
-    assert "| world-model |  | cue | 1 | gru | 0 | not within 2 |" in table
-    assert "| world-model | model.loss_scales.rec=0.0 | cue | 1 | gru | 0 | not within 4 |" in table
+    assert "| world-model |  | xor | 1 | gru | 0 | not within 2 |" in table
+    assert f"| world-model | {shown} | xor | 1 | gru | 0 | not within 4 |" in table
 
 
 @pytest.mark.parametrize("readout", ["mse", "twohot", "twohot-every"])
@@ -158,12 +161,3 @@ def test_answer_bias_out_of_range_is_refused(capsys):
         main(["--answer-p0", "1.5", "--updates", "1"])
     assert err.value.code == 2 and "--answer-p0 is a probability" in capsys.readouterr().err
 
-
-def test_report_keeps_biased_answers_apart(results):
-    args = ["--backbones", "gru", "--distances", "1", "--rewards", "xor", "--every", "2", "--preset", "debug"]
-    assert main(args + ["--updates", "2"]) == 0
-    assert main(args + ["--updates", "4", "--answer-p0", "0.75"]) == 0
-    from benchmarks.report import report
-    table = report(results)
-    assert "| world-model |  | xor | 1 | gru | 0 | not within 2 |" in table
-    assert "| world-model | answer P(0)=0.75 | xor | 1 | gru | 0 | not within 4 |" in table
