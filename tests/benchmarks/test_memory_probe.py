@@ -160,4 +160,3 @@ def test_answer_bias_out_of_range_is_refused(capsys):
     with pytest.raises(SystemExit) as err:
         main(["--answer-p0", "1.5", "--updates", "1"])
     assert err.value.code == 2 and "--answer-p0 is a probability" in capsys.readouterr().err
-
