@@ -185,34 +185,40 @@ class LatentMPC(nn.Module):
         """Imagine actions (B*N, H, A) from start (B*N, ...) -> (return, violations,
         robustness, first-step violation), each (B, N), and the share of the checked
         candidates predicted safe (B,). Unchecked candidates count as unsafe."""
-        # feats (B*N, H+1, F); index (B*N, H+1, S): their latent classes, for the heads (or None)
-        feats, _, _, index = imagine_indexed(model, start, actions, self.horizon, **self._imagine_kw)
-        nxt = feats[:, 1:]
-        idx_next = None if index is None else index[:, 1:]
-        reward = with_index(model.reward, nxt, idx_next)               # (B*N, H)
+        # Time-major, so the heads read feats[1:] without a copy (batch-major feats[:, 1:]
+        # would be copied by each head: 3 copies of (B*N, H, F) per iteration).
+        # feats (H+1, B*N, F); index (H+1, B*N, S): their latent classes, for the heads (or None)
+        feats, _, _, index = imagine_indexed(model, start, actions, self.horizon, time_major=True,
+                                             **self._imagine_kw)
+        nxt = feats[1:]
+        idx_next = None if index is None else index[1:]
+        reward = with_index(model.reward, nxt, idx_next)               # (H, B*N)
         penalty = float(getattr(self.actor_critic, "cost_penalty", 0.0) or 0.0)
-        # predicted cost of each step's action (B*N, H): one pass serves the penalty and the shield
+        # predicted cost of each step's action (H, B*N): one pass serves the penalty and the shield
         cost = with_index(model.cost, nxt, idx_next) if penalty or self.shield is not None else None
         if penalty:  # the critic learned values of penalised rewards; stay consistent with it
             reward = reward - penalty * cost
-        cont = with_index(model.cont, nxt, idx_next)                   # (B*N, H)
+        cont = with_index(model.cont, nxt, idx_next)                   # (H, B*N)
         # weight of r_t: gamma^t * prod_{k<t} c_k (the first reward is always received)
-        reach = torch.cat([torch.ones_like(cont[:, :1]), cont[:, :-1]], 1).cumprod(1)
+        reach = torch.cat([torch.ones_like(cont[:1]), cont[:-1]], 0).cumprod(0)
         discount = self.gamma ** torch.arange(self.horizon, device=feats.device, dtype=reward.dtype)
-        value = self.actor_critic.value(feats[:, -1], None if index is None else index[:, -1])  # (B*N,)
-        ret = (discount * reach * reward).sum(1) + self.gamma ** self.horizon * cont.prod(1) * value
+        weight = discount[:, None] * reach                             # (H, B*N)
+        value = self.actor_critic.value(feats[-1], None if index is None else index[-1])  # (B*N,)
+        ret = (weight * reward).sum(0) + self.gamma ** self.horizon * cont.prod(0) * value
         if self.prior:
-            ret = ret + self._prior_bonus(feats, actions, index, discount * reach)
+            ret = ret + self._prior_bonus(feats, actions, index, weight)
         ret = torch.nan_to_num(ret.float(), nan=-1e30, posinf=1e30, neginf=-1e30).reshape(B, -1)
         if self.shield is None:
             zeros = torch.zeros_like(ret)
             return ret, zeros, zeros, zeros.bool(), torch.ones_like(ret[:, 0])
-        return (ret, *self._check(model, feats, actions, cost, ret, iteration, index))
+        # the shield decodes batch-major trajectories: (B*N, H+1, F), (B*N, H)
+        return (ret, *self._check(model, feats.transpose(0, 1).contiguous(), actions, cost.t(), ret,
+                                  iteration, None if index is None else index.transpose(0, 1).contiguous()))
 
     def _prior_bonus(self, feats: torch.Tensor, actions: torch.Tensor, index: torch.Tensor | None,
                      weight: torch.Tensor) -> torch.Tensor:
-        """The policy prior: prior * S * sum_t w_t log pi(a_t | s_t) (B*N,), for feats (B*N, H+1, F),
-        actions (B*N, H, A) and the return's time weights w (B*N, H); S is the actor's return
+        """The policy prior: prior * S * sum_t w_t log pi(a_t | s_t) (B*N,), for time-major feats
+        (H+1, B*N, F), actions (B*N, H, A) and the return's time weights w (H, B*N); S is the actor's return
         scale (max(1, P95 - P5) of its imagined returns), so `prior` is in the units of the
         actor's own objective (return / S + entropy bonus) and one setting carries across tasks.
 
@@ -222,11 +228,11 @@ class LatentMPC(nn.Module):
         far from what the actor would do are the ones to trust less. With MPPI's softmax the
         elite weights become exp(G / tau) * pi(plan)^(prior * S / tau): search sharpened by
         the policy rather than against it (as in KL-regularised control)."""
-        idx = None if index is None else index[:, :-1]
-        logp = self.actor_critic.actor(feats[:, :-1], None, idx).log_prob(actions)   # (B*N, H)
+        idx = None if index is None else index[:-1]
+        logp = self.actor_critic.actor(feats[:-1], None, idx).log_prob(actions.transpose(0, 1))  # (H, B*N)
         retnorm = getattr(self.actor_critic, "retnorm", None)
         scale = retnorm.scale if retnorm is not None else 1.0
-        return self.prior * scale * (weight * logp).sum(1)
+        return self.prior * scale * (weight * logp).sum(0)
 
     def _check(self, model: Any, feats: torch.Tensor, actions: torch.Tensor, cost: torch.Tensor,
                ret: torch.Tensor, iteration: int, index: torch.Tensor | None = None

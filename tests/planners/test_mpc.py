@@ -26,14 +26,14 @@ class LineModel:
     def feat(self, state):
         return state["x"]
 
-    def imagine(self, state, policy, horizon):
+    def imagine(self, state, policy, horizon, time_major=False):
         x, feats, actions = state["x"], [state["x"]], []
         for t in range(horizon):
             a = policy[:, t] if torch.is_tensor(policy) else policy(feats[-1])
             x = x + a.clamp(-1, 1)
             feats.append(x)
             actions.append(a)
-        return torch.stack(feats, 1), torch.stack(actions, 1), {"x": x}
+        return torch.stack(feats, 0 if time_major else 1), torch.stack(actions, 0 if time_major else 1), {"x": x}
 
     def reward(self, feat):
         return -feat[..., 0] ** 2
@@ -60,14 +60,14 @@ class ChainModel:
     def feat(self, state):
         return state["s"]
 
-    def imagine(self, state, policy, horizon):
+    def imagine(self, state, policy, horizon, time_major=False):
         s, feats, actions = state["s"], [state["s"]], []
         for t in range(horizon):
             a = policy[:, t] if torch.is_tensor(policy) else policy(feats[-1])
             s = torch.stack([s[:, 0] + 1, (a * self.pay).sum(-1)], -1)
             feats.append(s)
             actions.append(a)
-        return torch.stack(feats, 1), torch.stack(actions, 1), {"s": s}
+        return torch.stack(feats, 0 if time_major else 1), torch.stack(actions, 0 if time_major else 1), {"s": s}
 
     def reward(self, feat):
         return feat[..., 1]
@@ -135,14 +135,14 @@ def test_discrete_finds_the_paying_action_and_stays_one_hot(kind, space, best):
 
 
 def _pair_imagine(model):
-    def imagine(state, policy, horizon):
+    def imagine(state, policy, horizon, time_major=False):
         s, feats, actions = state["s"], [state["s"]], []
         for t in range(horizon):
             a = policy[:, t] if torch.is_tensor(policy) else policy(feats[-1])
             s = torch.stack([s[:, 0] + 1, a[:, 2] * a[:, 3]], -1)
             feats.append(s)
             actions.append(a)
-        return torch.stack(feats, 1), torch.stack(actions, 1), {"s": s}
+        return torch.stack(feats, 0 if time_major else 1), torch.stack(actions, 0 if time_major else 1), {"s": s}
     return imagine
 
 
@@ -245,9 +245,9 @@ def _fixed_actor(planner, mean: float) -> None:
 def test_prior_bonus_is_the_actors_weighted_log_likelihood():
     planner = line_planner("mppi", horizon=2, prior=0.5)
     _fixed_actor(planner, 0.5)
-    feats = torch.zeros(1, 3, 1)
-    actions = torch.tensor([[[0.7], [-0.5]]])                           # (1, H, A)
-    weight = torch.tensor([[1.0, 0.9]])
+    feats = torch.zeros(3, 1, 1)                                        # time-major (H+1, N, F)
+    actions = torch.tensor([[[0.7], [-0.5]]])                           # (N, H, A)
+    weight = torch.tensor([[1.0], [0.9]])                               # (H, N)
     bonus = planner._prior_bonus(feats, actions, None, weight)
     # log N(a; 0.5, 0.1) = -((a - 0.5) / 0.1)^2 / 2 - log(0.1) - log(2 pi) / 2; scale 1 before any update
     logn = lambda a: -((a - 0.5) / 0.1) ** 2 / 2 - np.log(0.1) - 0.5 * np.log(2 * np.pi)  # noqa: E731
