@@ -146,6 +146,8 @@ def main(argv: list[str] | None = None) -> int:
                 break
             rows.append(row)
             to_target = "" if row["wall_to_target_s"] is None else f" ({row['wall_to_target_s'] / 60:.1f} min)"
+            if row["frames_per_step"] > 1 and row["steps_to_target"] is not None:  # DMC: the issue counts frames
+                to_target = f" = {row['steps_to_target'] * row['frames_per_step']} frames{to_target}"
             print(f"{args.task} seed {seed}: final eval return {row['final_return']:.1f}, "
                   f"target {row['target']} reached at {row['steps_to_target']} env steps{to_target}, "
                   f"wall {row['wall_s'] / 60:.1f} min, {row['updates']} updates")

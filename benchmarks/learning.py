@@ -34,6 +34,20 @@ TASKS = {
 }
 
 
+def frames_per_step(env_id: str, overrides: dict[str, Any]) -> int:
+    """Simulator frames per agent step: a DMC env's `action_repeat` (envs/dmc.py's default
+    unless env.kwargs sets it), 1 for everything else. The issue's DMC budgets count frames."""
+    if "dmc" not in env_id:
+        return 1
+    import inspect
+
+    from envs.dmc import DMCEnv
+    kwargs = overrides.get("env.kwargs") or {}
+    if isinstance(kwargs, str):  # --set env.kwargs='{"action_repeat": 4}' arrives as text
+        kwargs = json.loads(kwargs)
+    return int(kwargs.get("action_repeat", inspect.signature(DMCEnv).parameters["action_repeat"].default))
+
+
 def run_seed(task: str, seed: int, presets: list[str], overrides: dict[str, Any], eval_every: int,
              threads: int, keep: str | None = None, target: float | None = None) -> dict[str, Any]:
     """`keep`: a folder to leave the run directory in (as <keep>/<task>-seed<seed>), e.g. for
@@ -59,6 +73,7 @@ def run_seed(task: str, seed: int, presets: list[str], overrides: dict[str, Any]
     # wall time (training + evaluations so far) when the evaluation first reached the target
     wall_to_target = next((e.get("wall_s") for e in evals if e["return_mean"] >= target), None)
     return {"task": task, "seed": seed, "wall_s": wall, "curve": curve, "final_return": curve[-1][1],
+            "frames_per_step": frames_per_step(env_id, over),
             "steps_to_target": reached, "wall_to_target_s": wall_to_target, "target": target, "updates": metrics[-1]["updates"],
             "ups": metrics[-1]["ups"]}
 

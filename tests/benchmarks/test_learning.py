@@ -18,6 +18,7 @@ def test_learn_check_fails_below_target(results, capsys):
     run = row["runs"][0]
     assert [step for step, _ in run["curve"]] == [100, 200] and run["target"] == 1e9
     assert run["steps_to_target"] is None and row["summary"]["seeds_reaching_target"] == 0
+    assert run["frames_per_step"] == 1
 
 
 def test_cue_memory_task_runs_with_its_env_length_and_a_replay_that_holds_an_episode(results):
@@ -59,3 +60,12 @@ def test_seeds_finished_before_an_interruption_are_recorded(results, monkeypatch
     assert "interrupted (SIGINT) at env step 64" in capsys.readouterr().err
     row = json.loads((results / "learning.jsonl").read_text().splitlines()[-1])
     assert [r["seed"] for r in row["runs"]] == [0] and row["summary"]["seeds"] == 1
+
+
+def test_dmc_rows_count_frames_as_the_issue_does():
+    # the issue's DMC budgets are simulator frames: an agent step is action_repeat of them
+    from benchmarks.learning import frames_per_step
+    assert frames_per_step("worldmodel/dmc-cartpole-swingup-v0", {}) == 2          # the adapter's default
+    assert frames_per_step("worldmodel/dmc-reacher-easy-v0", {"env.kwargs": '{"action_repeat": 8}'}) == 8
+    assert frames_per_step("worldmodel/dmc-reacher-easy-v0", {"env.kwargs": {"action_repeat": 4}}) == 4
+    assert frames_per_step("CartPole-v1", {"env.kwargs": '{"action_repeat": 8}'}) == 1
