@@ -10,18 +10,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+DMC_FRAMES = 50_000  # the issue's DMC budget, in simulator frames
+
 TASKS = {
-    # name: (env id, steps, target return, overrides)
+    # name: (env id, env steps (None: DMC_FRAMES frames), target return, overrides)
     "cartpole": ("CartPole-v1", 15000, 475.0, {}),
     "pendulum": ("Pendulum-v1", 10000, -200.0, {}),
     "cartpole-pixels": ("CartPole-v1", 15000, 475.0, {"env.obs": "pixels"}),
-    # DeepMind Control, proprio (the dmc extra). Steps are agent steps at action repeat 2:
-    # 50,000 steps = 100,000 simulator frames = 100 episodes of 500 steps (DreamerV3 reports
-    # DMC budgets in frames). Returns are out of 1000. Not run yet: at the small preset's
-    # 12-14 steps/s on this CPU, expect 60-70 minutes per seed.
-    "dmc-cartpole-swingup": ("worldmodel/dmc-cartpole-swingup-v0", 50000, 700.0, {}),
-    "dmc-pendulum-swingup": ("worldmodel/dmc-pendulum-swingup-v0", 50000, 600.0, {}),
-    "dmc-reacher-easy": ("worldmodel/dmc-reacher-easy-v0", 50000, 650.0, {}),
+    # DeepMind Control, proprio (the dmc extra). The budget (None here) is DMC_FRAMES simulator
+    # frames, as the issue and DreamerV3's score files count: run.steps = DMC_FRAMES / the
+    # action repeat (envs/dmc.py's default 2: 25,000 agent steps, 50 episodes of 500 steps).
+    # Returns are out of 1000. About 36 minutes per seed on one thread of this CPU.
+    "dmc-cartpole-swingup": ("worldmodel/dmc-cartpole-swingup-v0", None, 700.0, {}),
+    "dmc-pendulum-swingup": ("worldmodel/dmc-pendulum-swingup-v0", None, 600.0, {}),
+    "dmc-reacher-easy": ("worldmodel/dmc-reacher-easy-v0", None, 650.0, {}),
     # CueMemory (issue 10): the cue decides the answer `length` steps later; +1 right, -1
     # wrong, so a memoryless policy scores 0 and 0.8 means 9 answers in 10 right. A replayed
     # sequence must hold the cue and the answer together (episode = length + 2 observations).
@@ -53,16 +55,19 @@ def run_seed(task: str, seed: int, presets: list[str], overrides: dict[str, Any]
     """`keep`: a folder to leave the run directory in (as <keep>/<task>-seed<seed>), e.g. for
     benchmarks/planning_scaling.py; by default it is deleted. `target`: the evaluation return
     that counts as solved (default: the task's); the env-step budget is `run.steps` in
-    `overrides` when given there, else the task's."""
+    `overrides` when given there, else the task's (DMC: DMC_FRAMES frames at the run's
+    action repeat)."""
     from benchmarks.common import train
     env_id, steps, task_target, task_over = TASKS[task]
     target = task_target if target is None else target
     with tempfile.TemporaryDirectory() as tmp:
         logdir = Path(keep) / f"{task}-seed{seed}" if keep else Path(tmp) / "run"
-        over = {"run.steps": steps, "run.seed": seed, "run.eval_every": eval_every, "run.eval_episodes": 10,
+        over = {"run.seed": seed, "run.eval_every": eval_every, "run.eval_episodes": 10,
                 "run.video_every": 0,
                 "run.threads": threads, "run.progress": False, "run.logdir": str(logdir),
                 **task_over, **overrides}
+        if "run.steps" not in over:
+            over["run.steps"] = steps if steps is not None else DMC_FRAMES // frames_per_step(env_id, over)
         t0 = time.time()
         train(env=env_id, presets=presets, overrides=over)
         wall = time.time() - t0
@@ -73,7 +78,7 @@ def run_seed(task: str, seed: int, presets: list[str], overrides: dict[str, Any]
     # wall time (training + evaluations so far) when the evaluation first reached the target
     wall_to_target = next((e.get("wall_s") for e in evals if e["return_mean"] >= target), None)
     return {"task": task, "seed": seed, "wall_s": wall, "curve": curve, "final_return": curve[-1][1],
-            "frames_per_step": frames_per_step(env_id, over),
+            "frames_per_step": frames_per_step(env_id, over), "steps": int(over["run.steps"]),
             "steps_to_target": reached, "wall_to_target_s": wall_to_target, "target": target, "updates": metrics[-1]["updates"],
             "ups": metrics[-1]["ups"]}
 

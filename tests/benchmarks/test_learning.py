@@ -69,3 +69,23 @@ def test_dmc_rows_count_frames_as_the_issue_does():
     assert frames_per_step("worldmodel/dmc-reacher-easy-v0", {"env.kwargs": '{"action_repeat": 8}'}) == 8
     assert frames_per_step("worldmodel/dmc-reacher-easy-v0", {"env.kwargs": {"action_repeat": 4}}) == 4
     assert frames_per_step("CartPole-v1", {"env.kwargs": '{"action_repeat": 8}'}) == 1
+
+
+def test_a_dmc_budget_is_50k_frames_at_any_action_repeat(monkeypatch):
+    import worldmodel
+    from benchmarks.learning import run_seed
+    seen = []
+
+    def train(env, presets, overrides):  # records the budget, writes what a finished run leaves
+        from pathlib import Path
+        seen.append(overrides["run.steps"])
+        logdir = Path(overrides["run.logdir"])
+        logdir.mkdir(parents=True, exist_ok=True)
+        (logdir / "eval.jsonl").write_text(json.dumps({"step": 1, "return_mean": 0.0, "wall_s": 1.0}) + "\n")
+        (logdir / "metrics.jsonl").write_text(json.dumps({"updates": 1, "ups": 1.0}) + "\n")
+        return {}
+    monkeypatch.setattr(worldmodel, "train", train)
+    rows = [run_seed("dmc-cartpole-swingup", 0, ["debug"], over, 1000, 1)
+            for over in ({}, {"env.kwargs": '{"action_repeat": 8}'}, {"run.steps": "300"})]
+    assert seen == [25_000, 6_250, "300"]                  # an explicit budget wins
+    assert [(r["steps"], r["frames_per_step"]) for r in rows] == [(25_000, 2), (6_250, 8), (300, 2)]
