@@ -4,9 +4,10 @@
 
 Reads benchmarks/results/<suite>.jsonl for each suite present (learning, speed, speed_grid,
 gather_ab, plan_speed, sheeprl, shield, scaling, kill_resume, backbones, planning_scaling, memory_probe) and keeps the
-newest row per setting; where a row holds several seeds the table gives their median. Under
+newest row per setting; where a row holds several seeds the table gives their median (for
+learning, the newest run of each seed recorded at that row's commit). Under
 each table: the commands that produced its rows. `learning_plots` draws return against env
-steps, one line per seed, one PNG per task and presets + overrides set, into the same folder.
+steps (simulator frames for DMC), one line per seed, one PNG per task and presets + overrides set, into the same folder.
 """
 from __future__ import annotations
 
@@ -60,12 +61,37 @@ def _learning_key(row: Row) -> tuple[str, tuple[str, ...], str]:
     return row["task"], tuple(row["presets"]), json.dumps(row.get("overrides") or {}, sort_keys=True)
 
 
+def learning_runs(root: Path) -> dict[Any, tuple[Row, list[Row]]]:
+    """Per task, presets and overrides: the newest row, and the newest run of each seed among
+    the rows of that setting recorded at the newest row's commit (seeds run as separate
+    commands side by side land in separate rows), in seed order."""
+    rows = load("learning", root)
+    latest = newest(rows, _learning_key, sort=True)
+    out = {}
+    for key, row in latest.items():
+        seeds = {r["seed"]: r for old in rows if _learning_key(old) == key and old.get("commit") == row.get("commit")
+                 for r in old.get("runs", [])}
+        out[key] = (row, [seeds[s] for s in sorted(seeds)])
+    return out
+
+
+def frames_per_step(row: Row, run: Row) -> int:
+    """Simulator frames per env step of a run: recorded since DMC budgets count frames; for
+    older rows, from the row's overrides (the DMC adapter's default repeat otherwise)."""
+    if run.get("frames_per_step"):
+        return int(run["frames_per_step"])
+    from benchmarks.learning import TASKS, frames_per_step as from_overrides
+    env_id = TASKS[row["task"]][0] if row["task"] in TASKS else ""
+    return from_overrides(env_id, row.get("overrides") or {})
+
+
 # -- one section per suite -----------------------------------------------------------------------
 def learning(root: Path) -> list[str]:
-    latest = newest(load("learning", root), _learning_key, sort=True)
+    from benchmarks.learning import summarize
+    latest = learning_runs(root)
     body = []
-    for (task, presets, _), row in latest.items():
-        s, runs = row["summary"], row.get("runs", [])
+    for (task, presets, _), (row, runs) in latest.items():
+        s = summarize(runs) if runs else row["summary"]
         extra = _overrides(row)
         steps = max((r["curve"][-1][0] for r in runs if r.get("curve")), default=None)
         target = runs[0].get("target") if runs else None
@@ -74,7 +100,8 @@ def learning(root: Path) -> list[str]:
                      f"{s['seeds_reaching_target']}/{s['seeds']}", fmt(s["median_wall_s"] / 60), row["commit"]])
     return _table("Learning (medians over seeds)", [
         "task", "preset (+ overrides)", "env steps", "target", "seeds", "median final eval return",
-        "median env steps to target", "seeds at target", "median wall (min)", "commit"], body, latest.values())
+        "median env steps to target", "seeds at target", "median wall (min)", "commit"], body,
+        [row for row, _ in latest.values()])
 
 
 def speed(root: Path) -> list[str]:
@@ -296,30 +323,34 @@ def plot_name(row: Row) -> str:
 
 
 def learning_plots(root: Path | None = None, out: Path | None = None) -> list[Path]:
-    """One PNG per (task, presets, overrides) of learning.jsonl (its newest row): evaluation
-    return against env steps, a line per seed, the target dashed. Returns the paths written."""
+    """One PNG per (task, presets, overrides) of learning.jsonl (`learning_runs`): evaluation
+    return against env steps (frames for DMC), a line per seed, the target dashed. Returns the
+    paths written."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     root = root or common.RESULTS
     out = out or root
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for row in newest(load("learning", root), _learning_key).values():
-        runs = [r for r in row.get("runs", []) if r.get("curve")]
+    for row, runs in learning_runs(root).values():
+        runs = [r for r in runs if r.get("curve")]
         if not runs:
             continue
         fig = Figure(figsize=(6, 4))
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)
+        frames = max(frames_per_step(row, r) for r in runs) > 1  # DMC: the x axis counts frames
         for r in runs:
             steps, returns = zip(*r["curve"])
+            if frames:
+                steps = [s * frames_per_step(row, r) for s in steps]
             ax.plot(steps, returns, marker="o", markersize=3, label=f"seed {r['seed']}")
         if runs[0].get("target") is not None:
             ax.axhline(runs[0]["target"], color="gray", linestyle="--", label="target")
         extra = _overrides(row)
         ax.set_title(f"{row['task']}, preset {' '.join(row['presets'])}" + (f"\n+ {extra}" if extra else "")
                      + f" (commit {row['commit']})", fontsize=8)
-        ax.set_xlabel("env steps")
+        ax.set_xlabel("simulator frames" if frames else "env steps")
         ax.set_ylabel("evaluation return (greedy, mean of the episodes)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

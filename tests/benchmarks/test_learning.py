@@ -85,7 +85,10 @@ def test_a_dmc_budget_is_50k_frames_at_any_action_repeat(monkeypatch):
         (logdir / "metrics.jsonl").write_text(json.dumps({"updates": 1, "ups": 1.0}) + "\n")
         return {}
     monkeypatch.setattr(worldmodel, "train", train)
-    rows = [run_seed("dmc-cartpole-swingup", 0, ["debug"], over, 1000, 1)
-            for over in ({}, {"env.kwargs": '{"action_repeat": 8}'}, {"run.steps": "300"})]
-    assert seen == [25_000, 6_250, "300"]                  # an explicit budget wins
-    assert [(r["steps"], r["frames_per_step"]) for r in rows] == [(25_000, 2), (6_250, 8), (300, 2)]
+    rows = [run_seed(task, 0, ["debug"], over, 1000, 1) for task, over in (
+        ("dmc-reacher-easy", {}), ("dmc-reacher-easy", {"env.kwargs": '{"action_repeat": 4}'}),
+        ("dmc-reacher-easy", {"run.steps": "300"}),
+        ("dmc-cartpole-swingup", {}), ("dmc-cartpole-swingup", {"env.kwargs": '{"action_repeat": 2}'}))]
+    assert seen == [25_000, 12_500, "300", 6_250, 25_000]   # an explicit budget wins
+    assert [(r["steps"], r["frames_per_step"]) for r in rows] == [(25_000, 2), (12_500, 4), (300, 2), (6_250, 8),
+                                                                  (25_000, 2)]

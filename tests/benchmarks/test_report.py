@@ -111,3 +111,24 @@ def test_memory_probe_one_off_rows_do_not_replace_the_plain_probe(tmp_path):
     plain = [r for r in rows if "one-off" not in r]
     assert len(plain) == 1 and "not within 6,000" in plain[0]
     assert "one-off: output layer random at the start" in section and "3,250" in section
+
+
+def test_seeds_run_as_separate_commands_are_reported_together(tmp_path):
+    from benchmarks.report import frames_per_step, learning_runs
+    rows = [learning_row("cartpole", [5.0, 6.0]), learning_row("cartpole", [150.0]),
+            learning_row("cartpole", [0.0, 320.5])]
+    rows[1]["runs"][0]["seed"] = 1                      # `--seeds 1` run as its own command
+    rows[2]["runs"] = rows[2]["runs"][1:]               # ... then `--seeds 1` again: the newest wins
+    rows[2]["runs"][0]["seed"] = 2
+    write(tmp_path, "learning", rows[0])                # another commit: not mixed in
+    with open(tmp_path / "learning.jsonl", "a") as f:
+        for row in rows[1:]:
+            f.write(json.dumps({"suite": "learning", "commit": "def5678", "command": "c", **row}) + "\n")
+    (row, runs), = learning_runs(tmp_path).values()
+    assert row["commit"] == "def5678" and [(r["seed"], r["final_return"]) for r in runs] == [(1, 150.0), (2, 320.5)]
+    assert "| cartpole | small | 2,000 | 100 | 2 | 235.2 |" in report(tmp_path)  # median of the two seeds
+    # DMC curves count frames: recorded per run, or read from an older row's overrides
+    dmc = {"task": "dmc-cartpole-swingup", "overrides": {"env.kwargs": '{"action_repeat": 8}'}}
+    assert frames_per_step(dmc, {}) == 8 and frames_per_step(dmc, {"frames_per_step": 4}) == 4
+    assert frames_per_step({"task": "dmc-reacher-easy", "overrides": {}}, {}) == 2
+    assert frames_per_step({"task": "cartpole", "overrides": {}}, {}) == 1
