@@ -61,17 +61,17 @@ def _learning_key(row: Row) -> tuple[str, tuple[str, ...], str]:
     return row["task"], tuple(row["presets"]), json.dumps(row.get("overrides") or {}, sort_keys=True)
 
 
-def learning_runs(root: Path) -> dict[Any, tuple[Row, list[Row]]]:
-    """Per task, presets and overrides: the newest row, and the newest run of each seed among
-    the rows of that setting recorded at the newest row's commit (seeds run as separate
-    commands side by side land in separate rows), in seed order."""
+def learning_runs(root: Path) -> dict[Any, tuple[Row, list[Row], list[Row]]]:
+    """Per task, presets and overrides: the newest row, the newest run of each seed among the
+    rows of that setting recorded at the newest row's commit (seeds run as separate commands
+    side by side land in separate rows), in seed order, and those rows."""
     rows = load("learning", root)
     latest = newest(rows, _learning_key, sort=True)
     out = {}
     for key, row in latest.items():
-        seeds = {r["seed"]: r for old in rows if _learning_key(old) == key and old.get("commit") == row.get("commit")
-                 for r in old.get("runs", [])}
-        out[key] = (row, [seeds[s] for s in sorted(seeds)])
+        same = [old for old in rows if _learning_key(old) == key and old.get("commit") == row.get("commit")]
+        seeds = {r["seed"]: r for old in same for r in old.get("runs", [])}
+        out[key] = (row, [seeds[s] for s in sorted(seeds)], same)
     return out
 
 
@@ -90,7 +90,7 @@ def learning(root: Path) -> list[str]:
     from benchmarks.learning import summarize
     latest = learning_runs(root)
     body = []
-    for (task, presets, _), (row, runs) in latest.items():
+    for (task, presets, _), (row, runs, _) in latest.items():
         s = summarize(runs) if runs else row["summary"]
         extra = _overrides(row)
         steps = max((r["curve"][-1][0] for r in runs if r.get("curve")), default=None)
@@ -101,7 +101,7 @@ def learning(root: Path) -> list[str]:
     return _table("Learning (medians over seeds)", [
         "task", "preset (+ overrides)", "env steps", "target", "seeds", "median final eval return",
         "median env steps to target", "seeds at target", "median wall (min)", "commit"], body,
-        [row for row, _ in latest.values()])
+        [source for _, _, same in latest.values() for source in same])
 
 
 def speed(root: Path) -> list[str]:
@@ -332,7 +332,7 @@ def learning_plots(root: Path | None = None, out: Path | None = None) -> list[Pa
     out = out or root
     out.mkdir(parents=True, exist_ok=True)
     paths = []
-    for row, runs in learning_runs(root).values():
+    for row, runs, _ in learning_runs(root).values():
         runs = [r for r in runs if r.get("curve")]
         if not runs:
             continue

@@ -124,7 +124,8 @@ def test_seeds_run_as_separate_commands_are_reported_together(tmp_path):
     with open(tmp_path / "learning.jsonl", "a") as f:
         for row in rows[1:]:
             f.write(json.dumps({"suite": "learning", "commit": "def5678", "command": "c", **row}) + "\n")
-    (row, runs), = learning_runs(tmp_path).values()
+    (row, runs, same), = learning_runs(tmp_path).values()
+    assert len(same) == 2                               # both rows of that commit, for their commands
     assert row["commit"] == "def5678" and [(r["seed"], r["final_return"]) for r in runs] == [(1, 150.0), (2, 320.5)]
     assert "| cartpole | small | 2,000 | 100 | 2 | 235.2 |" in report(tmp_path)  # median of the two seeds
     # DMC curves count frames: recorded per run, or read from an older row's overrides
