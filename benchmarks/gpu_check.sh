@@ -11,9 +11,11 @@
 #    importable it runs `pip install torch` (unpinned: the CUDA build), and it installs the
 #    project with `pip install -e .`; offline, it falls back to PYTHONPATH=<repo> when the
 #    project's dependencies already import.
-# 2. For presets debug, small, medium, large and variants fp32, bf16 (run.precision bf16) and
-#    bf16+compile (run.compile true): times Agent.train_step on synthetic batches of the
-#    preset's shape (benchmarks/speed.py's batch) and records torch.cuda.max_memory_allocated.
+# 2. For presets debug, small, medium, large and variants fp32, bf16 (run.precision bf16),
+#    bf16+compile (run.compile true) and, for small, bf16+cudagraphs (the world-model loss
+#    compiled with mode "reduce-overhead"): times Agent.train_step on synthetic batches of the
+#    preset's shape (benchmarks/speed.py's batch) and records torch.cuda.max_memory_allocated;
+#    also small in bf16 at batch 16, 64 and 256 x length 64 (how the GPU scales with the batch).
 #    The compile variants run last and are skipped once GPU_CHECK_BUDGET_S (default 240 s)
 #    is spent, so the check stays under 5 minutes whatever compiling costs.
 # 3. End to end: `worldmodel train --preset debug --device cuda --steps 300` and
@@ -32,7 +34,7 @@ dry=0
 for arg in "$@"; do
     case "$arg" in
         --cpu-dry-run) dry=1 ;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
         *) echo "unknown argument: $arg (use --cpu-dry-run or nothing)" >&2; exit 2 ;;
     esac
 done
@@ -113,7 +115,9 @@ from worldmodel.agent import Agent  # noqa: E402
 from worldmodel.config import load_config  # noqa: E402
 
 VARIANTS = {"fp32": {"run.precision": "float32"}, "bf16": {"run.precision": "bf16"},
-            "bf16+compile": {"run.precision": "bf16", "run.compile": True}}
+            "bf16+compile": {"run.precision": "bf16", "run.compile": True},
+            # the same, with the world-model loss replayed as CUDA graphs (compiled here, below)
+            "bf16+cudagraphs": {"run.precision": "bf16"}}
 
 
 def sync():
@@ -121,12 +125,17 @@ def sync():
         torch.cuda.synchronize()
 
 
-def time_preset(preset, variant):
+def time_preset(preset, variant, shape=None):
+    """Median ms per update of `preset` in `variant`; `shape` = (batch, length) overrides."""
     overrides = {"run.device": device, **VARIANTS[variant]}
+    if shape:
+        overrides.update({"replay.batch": shape[0], "replay.length": shape[1]})
     cfg = load_config([preset], overrides)
     env = gym.make("CartPole-v1")
     agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), device=device)
     env.close()
+    if variant == "bf16+cudagraphs" and device == "cuda":
+        agent.compile(loss_mode="reduce-overhead")
     batch = _fake_batch(agent, cfg, np.random.default_rng(0))
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -193,13 +202,19 @@ def plan_rows():
 
 timings, failures = [], 0
 planning = []
-plan = [(p, v) for v in ("fp32", "bf16") for p in presets] + [(p, "bf16+compile") for p in presets]
+plan = [(p, v, None) for v in ("fp32", "bf16") for p in presets]
+# how time and memory grow with the batch on the GPU (item 5 of issue 8): small, bf16, length 64
+plan += [("small", "bf16", shape) for shape in ([(16, 64), (64, 64), (256, 64)] if not dry else [(8, 16)])]
+n_first = len(plan)  # then end-to-end training and planning, then the compile variants
+# small first: the preset issue 8's targets name
+plan += [("small", "bf16+compile", None), ("small", "bf16+cudagraphs", None)]
+plan += [(p, "bf16+compile", None) for p in presets if p != "small"]
 # the small run twice: replay.prefetch auto (on with CUDA), then off, to measure what it buys
 e2e_plan = [("debug", 300, ()), ("small", 1200 if dry else 2000, ()),
             ("small", 1200 if dry else 2000, ("--replay.prefetch", "off"))]
 runs = []
-for i, (preset, variant) in enumerate(plan):
-    if i == 2 * len(presets):  # the essentials first: end-to-end training, then the compile variants
+for i, (preset, variant, shape) in enumerate(plan):
+    if i == n_first:  # the essentials first: end-to-end training, then the compile variants
         for p, steps, extra in e2e_plan:
             r = train_run(p, steps, extra)
             runs.append(r)
@@ -212,14 +227,15 @@ for i, (preset, variant) in enumerate(plan):
         timings.append({"preset": preset, "variant": variant, "skipped": f"time budget {budget_s:.0f} s spent"})
         continue
     try:
-        row = time_preset(preset, variant)
+        row = time_preset(preset, variant, shape)
     except Exception as exc:  # record it, go on with the others
         failures += 1
-        row = {"preset": preset, "variant": variant, "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
+        row = {"preset": preset, "variant": variant, "batch": shape and shape[0], "length": shape and shape[1],
+               "error": f"{type(exc).__name__}: {str(exc)[-1500:]}"}
         if device == "cuda":
             torch.cuda.empty_cache()
     timings.append(row)
-    print(f"{preset:<7} {variant:<13} " + (f"{row['ms_per_update']:.1f} ms/update" if "ms_per_update" in row
+    print(f"{preset:<7} {variant:<15} {'x'.join(map(str, shape or ())):<7} " + (f"{row['ms_per_update']:.1f} ms/update" if "ms_per_update" in row
                                            else row.get("error", "")[:200]), flush=True)
 
 result = {"suite": "gpu", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),

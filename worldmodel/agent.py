@@ -118,14 +118,17 @@ class Agent:
         if cfg.run.compile and self.device.type == "cuda":
             self.compile()
 
-    def compile(self, backend: str = "inductor") -> None:
+    def compile(self, backend: str = "inductor", loss_mode: str | None = None) -> None:
         """torch.compile the two hot paths: the world-model loss and one imagined step
         (`img_step`, which every imagination loop calls: the actor-critic's update, MPC's
         candidates, videos). Each traces as one graph for every backbone, with no fallback to
         Python between kernels (tests/worldmodel/test_compile.py), so on a GPU the elementwise
         work of a step fuses into a few kernels. `run.compile` calls it on CUDA only: on the
-        CPU the compile time is not recovered (README, "Speed of one update")."""
-        self._loss_step = torch.compile(self._loss, backend=backend)
+        CPU the compile time is not recovered (README, "Speed of one update"). `loss_mode`
+        "reduce-overhead" also replays the loss as CUDA graphs (benchmarks/gpu_check.sh); the
+        imagined step keeps the default mode, since imagination keeps every step's output and
+        a graph replay would overwrite the previous one's."""
+        self._loss_step = torch.compile(self._loss, backend=backend, mode=loss_mode)
         rssm = self.model.rssm
         # an instance attribute shadows the method: imagine() (every backbone's) calls self.img_step
         rssm.img_step = torch.compile(rssm.img_step, backend=backend)
