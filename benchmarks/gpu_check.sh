@@ -12,14 +12,14 @@
 #    project with `pip install -e .`; offline, it falls back to PYTHONPATH=<repo> when the
 #    project's dependencies already import.
 # 2. For presets debug, small, medium, large and variants fp32, bf16 (run.precision bf16),
-#    bf16+compile (run.compile true) and, for small, bf16+cudagraphs (the world-model loss
-#    compiled with mode "reduce-overhead"): times Agent.train_step on synthetic batches of the
+#    bf16+compile (run.compile true) and, for small, bf16+cudagraphs (run.cuda_graphs true:
+#    the world-model loss compiled with mode "reduce-overhead"): times Agent.train_step on synthetic batches of the
 #    preset's shape (benchmarks/speed.py's batch) and records torch.cuda.max_memory_allocated;
 #    also small in bf16 at batch 16, 64 and 256 x length 64 (how the GPU scales with the batch).
 #    The compile variants run last and are skipped once GPU_CHECK_BUDGET_S (default 240 s)
 #    is spent, so the check stays under 5 minutes whatever compiling costs.
 # 3. End to end: `worldmodel train --preset debug --device cuda --steps 300` and
-#    `--preset small --steps 2000 --device cuda`, with replay.prefetch on (auto) and off.
+#    `--preset small --steps 1500 --device cuda`, with replay.prefetch on (auto) and off.
 # 4. Planning: decisions per second of MPPI on the device (small preset, Pendulum-v1, one
 #    env) at the default budget 128 x 15 x 2 and at issue 8's 256 x 5 x 3
 #    (benchmarks/plan_speed.py's `time_decisions`).
@@ -116,8 +116,8 @@ from worldmodel.config import load_config  # noqa: E402
 
 VARIANTS = {"fp32": {"run.precision": "float32"}, "bf16": {"run.precision": "bf16"},
             "bf16+compile": {"run.precision": "bf16", "run.compile": True},
-            # the same, with the world-model loss replayed as CUDA graphs (compiled here, below)
-            "bf16+cudagraphs": {"run.precision": "bf16"}}
+            # the same, with the world-model loss replayed as CUDA graphs
+            "bf16+cudagraphs": {"run.precision": "bf16", "run.cuda_graphs": True}}
 
 
 def sync():
@@ -134,8 +134,6 @@ def time_preset(preset, variant, shape=None):
     env = gym.make("CartPole-v1")
     agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), device=device)
     env.close()
-    if variant == "bf16+cudagraphs" and device == "cuda":
-        agent.compile(loss_mode="reduce-overhead")
     batch = _fake_batch(agent, cfg, np.random.default_rng(0))
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -157,7 +155,8 @@ def time_preset(preset, variant, shape=None):
            "skipped_updates": agent.skipped_updates,
            "max_memory_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
            "bf16_active": bool(agent.bf16),
-           "compiled": getattr(agent._loss_step, "__func__", None) is not Agent._loss}
+           "compiled": getattr(agent._loss_step, "__func__", None) is not Agent._loss,
+           "cuda_graphs": agent.cuda_graphs}
     del agent, batch
     gc.collect()
     if device == "cuda":
@@ -210,8 +209,8 @@ n_first = len(plan)  # then end-to-end training and planning, then the compile v
 plan += [("small", "bf16+compile", None), ("small", "bf16+cudagraphs", None)]
 plan += [(p, "bf16+compile", None) for p in presets if p != "small"]
 # the small run twice: replay.prefetch auto (on with CUDA), then off, to measure what it buys
-e2e_plan = [("debug", 300, ()), ("small", 1200 if dry else 2000, ()),
-            ("small", 1200 if dry else 2000, ("--replay.prefetch", "off"))]
+e2e_plan = [("debug", 300, ()), ("small", 1200 if dry else 1500, ()),
+            ("small", 1200 if dry else 1500, ("--replay.prefetch", "off"))]
 runs = []
 for i, (preset, variant, shape) in enumerate(plan):
     if i == n_first:  # the essentials first: end-to-end training, then the compile variants
@@ -250,7 +249,8 @@ print("| preset | variant | applied | params | B x T | ms/update | updates/s | f
 print("|---|---|---|---|---|---|---|---|---|")
 for r in timings:
     if "ms_per_update" in r:
-        applied = "+".join(["bf16"] * r["bf16_active"] + ["compile"] * r["compiled"]) or "fp32"
+        applied = "+".join(["bf16"] * r["bf16_active"] + ["compile"] * r["compiled"]
+                           + ["graphs"] * r.get("cuda_graphs", False)) or "fp32"
         print(f"| {r['preset']} | {r['variant']} | {applied} | {r['params']:,} | {r['batch']} x {r['length']} | "
               f"{r['ms_per_update']:.1f} | {r['updates_per_s']:.1f} | {r['warmup_s']:.1f} | {mem(r)} |")
     else:

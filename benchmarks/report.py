@@ -292,11 +292,49 @@ def memory_probe(root: Path) -> list[str]:
         "final accuracy", "commit"], body, latest.values())
 
 
+def gpu(root: Path) -> list[str]:
+    """The newest `benchmarks/gpu_check.sh` row: per-preset updates, training runs, planning."""
+    r = load("gpu", root)[-1]
+    gpu_name = r["machine"].get("cuda") or "CPU dry run"
+    lines = []
+    body = []
+    for t in r["timings"]:
+        shape = f"{t['batch']} x {t['length']}" if t.get("batch") else "–"
+        if "ms_per_update" not in t:
+            body.append([t["preset"], t["variant"], shape, t.get("skipped") or t.get("error", "")[:80], "", "", ""])
+            continue
+        body.append([t["preset"], t["variant"], shape, f"{t['params']:,}", fmt(t["ms_per_update"]),
+                     fmt(t["updates_per_s"]), fmt(t.get("max_memory_allocated_mb"), ".0f")])
+    lines += _table(f"GPU: one update per preset ({gpu_name}, torch {r['machine']['torch']})", [
+        "preset", "variant", "batch x length", "params", "ms/update (median)", "updates/s", "max GPU memory MB"],
+        body, [r], note=f"Commit {r['commit']}; {r['total_s']:.0f} s in all, {r['failures']} failures.")
+    body = [[f"--preset {t['preset']} --steps {t['steps']} {t['extra']}".strip(), str(t["returncode"]),
+             fmt(t["wall_s"], ".0f"), fmt(t["ups"]), fmt(t["fps"])] for t in r["train_runs"]]
+    body += [[f"MPPI {p['samples']} x {p['horizon']} x {p['iterations']} (Pendulum-v1, small)",
+              "0" if "error" not in p else "error", "", f"{fmt(p.get('ms_per_decision'))} ms/decision", ""]
+             for p in r["planning"]]
+    lines += _table(f"GPU: end-to-end training and planning ({gpu_name})", [
+        "run", "exit", "wall (s)", "updates/s", "env steps/s"], body, [])
+    return lines
+
+
+def update_profile(root: Path) -> list[str]:
+    latest = newest(load("update_profile", root),
+                    lambda r: (r["preset"], r["device"], r["precision"], r["compile"], r["machine"].get("cuda")))
+    body = [[r["preset"], r["machine"].get("cuda") or "CPU", r["precision"], r["compile"], fmt(r["ms_per_update"]),
+             f"{r['aten_ops']:,}", f"{r['kernel_launches']:,}", str(r["syncs"]), fmt(r["device_ms"]),
+             f"{100 * r['device_busy']:.0f}%", r["commit"]] for r in latest.values()]
+    return _table("Where one update's time goes (one profiled update after the timed ones)", [
+        "preset", "device", "precision", "compile", "ms/update (median)", "aten ops", "kernel launches",
+        "syncs", "device ms", "device busy", "commit"], body, latest.values(),
+        note="Device busy = the kernels' summed time over the profiled update's wall time.")
+
+
 SECTIONS: dict[str, Callable[[Path], list[str]]] = {
     "learning": learning, "speed": speed, "speed_grid": speed_grid, "gather_ab": gather_ab, "plan_speed": plan_speed,
     "sheeprl": sheeprl,
     "shield": shield, "scaling": scaling, "kill_resume": kill_resume, "backbones": backbones,
-    "planning_scaling": planning_scaling, "memory_probe": memory_probe}
+    "planning_scaling": planning_scaling, "memory_probe": memory_probe, "gpu": gpu, "update_profile": update_profile}
 
 
 def report(root: Path | None = None) -> str:

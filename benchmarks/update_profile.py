@@ -87,10 +87,15 @@ def main(argv: list[str] | None = None) -> int:
                    "world-model loss as CUDA graphs")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--no-record", action="store_true", help="print only; do not append to results")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
+    from benchmarks.common import record
+    command = "python -m benchmarks.update_profile " + " ".join(argv if argv is not None else sys.argv[1:])
     for preset in args.preset:
         row = profile_update(preset, args.device, args.precision, args.compile, args.repeats)
+        if not args.no_record:
+            row = record("update_profile", {**row, "threads": args.threads}, command)
         print(json.dumps(row), flush=True)
     return 0
 

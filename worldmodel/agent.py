@@ -115,8 +115,9 @@ class Agent:
         self.fault_streak = 0  # skipped updates in a row; a good update resets it
         self.last_fault = ""  # the loss term of the latest skipped update
         self._loss_step = self._loss
-        if cfg.run.compile and self.device.type == "cuda":
-            self.compile()
+        self.cuda_graphs = bool(cfg.run.cuda_graphs) and self.device.type == "cuda"
+        if (cfg.run.compile or self.cuda_graphs) and self.device.type == "cuda":
+            self.compile(loss_mode="reduce-overhead" if self.cuda_graphs else None)
 
     def compile(self, backend: str = "inductor", loss_mode: str | None = None) -> None:
         """torch.compile the two hot paths: the world-model loss and one imagined step
@@ -229,6 +230,8 @@ class Agent:
 
     def train_step(self, data: dict[str, np.ndarray]) -> dict[str, float]:
         batch = self.to_batch(data)
+        if self.cuda_graphs:  # a new iteration: the previous update's graph outputs may be reused
+            torch.compiler.cudagraph_mark_step_begin()
         total, losses, post = self._loss_step(batch)
         metrics = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
         self.last_latent = None

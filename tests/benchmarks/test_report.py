@@ -133,3 +133,24 @@ def test_seeds_run_as_separate_commands_are_reported_together(tmp_path):
     assert frames_per_step(dmc, {}) == 8 and frames_per_step(dmc, {"frames_per_step": 4}) == 4
     assert frames_per_step({"task": "dmc-reacher-easy", "overrides": {}}, {}) == 2
     assert frames_per_step({"task": "cartpole", "overrides": {}}, {}) == 1
+
+
+def test_gpu_check_and_update_profile_rows_are_reported(tmp_path):
+    machine = {"cuda": "NVIDIA H200", "torch": "2.11.0+cu130"}
+    write(tmp_path, "gpu", {"machine": machine, "total_s": 315.0, "failures": 0, "timings": [
+        {"preset": "small", "variant": "bf16", "batch": 16, "length": 32, "params": 451718, "ms_per_update": 121.7,
+         "updates_per_s": 8.2, "max_memory_allocated_mb": 106.0},
+        {"preset": "large", "variant": "bf16+compile", "skipped": "time budget 280 s spent"}],
+        "train_runs": [{"preset": "small", "steps": 2000, "extra": "", "returncode": 0, "wall_s": 61.0, "ups": 9.5,
+                        "fps": 38.0}],
+        "planning": [{"samples": 256, "horizon": 5, "iterations": 3, "ms_per_decision": 21.3}]})
+    write(tmp_path, "update_profile", {"preset": "small", "device": "cuda", "precision": "bf16", "compile": "none",
+                                       "machine": machine, "ms_per_update": 142.7, "aten_ops": 15373,
+                                       "kernel_launches": 5303, "syncs": 28, "device_ms": 21.05, "device_busy": 0.09})
+    text = report(tmp_path)
+    assert "GPU: one update per preset (NVIDIA H200" in text
+    assert "| small | bf16 | 16 x 32 | 451,718 | 121.7 | 8.2 | 106 |" in text
+    assert "| large | bf16+compile | – | time budget 280 s spent |" in text
+    assert "| --preset small --steps 2000 | 0 | 61 | 9.5 | 38.0 |" in text
+    assert "21.3 ms/decision" in text
+    assert "| small | NVIDIA H200 | bf16 | none | 142.7 | 15,373 | 5,303 | 28 | 21.1 | 9% | abc1234 |" in text
