@@ -50,10 +50,19 @@ def commit() -> str:
         return "unknown"
 
 
+# The commit whose code this process runs: taken when the benchmark starts (this module is
+# imported first), not when its row is written, since a run of an hour can outlast commits.
+STARTED_AT = commit()
+
+
 def record(suite: str, result: dict[str, Any], command: str) -> dict[str, Any]:
-    """Append one result (with context) to benchmarks/results/<suite>.jsonl and return it."""
+    """Append one result (with context) to benchmarks/results/<suite>.jsonl and return it.
+    `commit` is the code the process started with; `commit_at_record` is added when HEAD
+    moved during the run."""
     RESULTS.mkdir(exist_ok=True)
-    row = {"suite": suite, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": commit(),
+    now = commit()
+    row = {"suite": suite, "time": time.strftime("%Y-%m-%dT%H:%M:%S"), "commit": STARTED_AT,
+           **({"commit_at_record": now} if now != STARTED_AT else {}),
            "command": command, "machine": machine(), **result}
     with open(RESULTS / f"{suite}.jsonl", "a") as f:
         f.write(json.dumps(row) + "\n")
