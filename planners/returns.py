@@ -15,14 +15,20 @@ def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor
     `stop` (N, H) bool: the data ends at s_{t+1} (a replayed episode's last step, or the
     step before padding), so R_t bootstraps from v_{t+1} alone."""
     H = reward.shape[1]
-    out = torch.empty_like(reward)
-    lam_t = lam if stop is None else lam * (~stop).to(reward.dtype)
-    last = value[:, H]
+    # R_t = inter_t + disc_t * R_{t+1}: everything but the recursion is computed for all t at
+    # once, so each step of the loop is one fused multiply-add (a per-op-bound update pays for
+    # every op: 3 per step here instead of 11). Time-major views, (H, N), so a step's row is
+    # contiguous whichever layout the caller passes.
+    r, c, v = reward.t(), cont.t(), value.t()  # (H, N), (H, N), (H+1, N)
+    lam_t = lam if stop is None else lam * (~stop).t().to(reward.dtype)
+    disc = gamma * c * lam_t  # (H, N)
+    inter = r + gamma * c * (1 - lam_t) * v[1:]  # (H, N)
+    last = v[H]
+    out = []
     for t in reversed(range(H)):
-        lt = lam if stop is None else lam_t[:, t]
-        last = reward[:, t] + gamma * cont[:, t] * ((1 - lt) * value[:, t + 1] + lt * last)
-        out[:, t] = last
-    return out
+        last = torch.addcmul(inter[t], disc[t], last)
+        out.append(last)
+    return torch.stack(out[::-1], 1)  # (N, H)
 
 
 class ReturnNormalizer:

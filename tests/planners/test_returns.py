@@ -42,3 +42,33 @@ def test_lambda_returns_stop_where_the_data_ends():
     assert torch.allclose(ret, torch.tensor([[14.5, 20.0, 30.0]]))
     # without the stop, R1 = 2 + 0.9 * (0.5 * 20 + 0.5 * 30) = 24.5
     assert torch.isclose(lambda_returns(reward, cont, value, 0.9, 0.5)[0, 1], torch.tensor(24.5))
+
+
+def test_lambda_returns_match_the_recursion_with_gradients():
+    """The vectorised form equals R_t = r_t + g c_t ((1 - l_t) v_{t+1} + l_t R_{t+1}) step by
+    step, stops included, and passes gradients to reward and value as the recursion does."""
+    g = torch.Generator().manual_seed(0)
+    N, H, gamma, lam = 5, 7, 0.97, 0.9
+    reward = torch.randn(N, H, generator=g, requires_grad=True)
+    value = torch.randn(N, H + 1, generator=g, requires_grad=True)
+    cont = (torch.rand(N, H, generator=g) > 0.2).float()
+    stop = torch.rand(N, H, generator=g) > 0.7
+    want = torch.empty(N, H)
+    grads = []
+    for fn in ("loop", "lambda_returns"):
+        if fn == "loop":
+            last, outs = value[:, H], []
+            for t in reversed(range(H)):
+                lt = lam * (~stop[:, t]).float()
+                last = reward[:, t] + gamma * cont[:, t] * ((1 - lt) * value[:, t + 1] + lt * last)
+                outs.append(last)
+            ret = torch.stack(outs[::-1], 1)
+            want = ret.detach()
+        else:
+            ret = lambda_returns(reward, cont, value, gamma, lam, stop)
+            torch.testing.assert_close(ret.detach(), want, rtol=1e-6, atol=1e-6)
+        reward.grad = value.grad = None
+        (ret * torch.arange(1.0, H + 1)).sum().backward()
+        grads.append((reward.grad.clone(), value.grad.clone()))
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
