@@ -19,7 +19,8 @@
 #    The compile variants run last and are skipped once GPU_CHECK_BUDGET_S (default 240 s)
 #    is spent, so the check stays under 5 minutes whatever compiling costs.
 # 3. End to end: `worldmodel train --preset debug --device cuda --steps 300` and
-#    `--preset small --steps 1500 --device cuda`, with replay.prefetch on (auto) and off.
+#    `--preset small --steps 1500 --device cuda`, with replay.prefetch on (auto) and off;
+#    at the end, if the time budget allows, the same with --run.cuda_graphs true.
 # 4. Planning: decisions per second of MPPI on the device (small preset, Pendulum-v1, one
 #    env) at the default budget 128 x 15 x 2 and at issue 8's 256 x 5 x 3
 #    (benchmarks/plan_speed.py's `time_decisions`).
@@ -236,6 +237,13 @@ for i, (preset, variant, shape) in enumerate(plan):
     timings.append(row)
     print(f"{preset:<7} {variant:<15} {'x'.join(map(str, shape or ())):<7} " + (f"{row['ms_per_update']:.1f} ms/update" if "ms_per_update" in row
                                            else row.get("error", "")[:200]), flush=True)
+
+# with budget left (GPU_CHECK_BUDGET_S=600): a whole training run with the loss as CUDA graphs
+if not dry and time.time() - t_start < budget_s:
+    r = train_run("small", 1500, ("--run.cuda_graphs", "true"))
+    runs.append(r)
+    failures += r["returncode"] != 0
+    print(f"train --preset small --steps 1500 {r['extra']}: exit {r['returncode']}, {r['wall_s']:.0f} s", flush=True)
 
 result = {"suite": "gpu", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
           "commit": os.environ.get("GIT_COMMIT") or commit(), "command": "bash benchmarks/gpu_check.sh"
