@@ -3,7 +3,8 @@
   python -m benchmarks report
 
 Reads benchmarks/results/<suite>.jsonl for each suite present (learning, speed, speed_grid,
-gather_ab, plan_speed, sheeprl, shield, scaling, kill_resume, backbones, planning_scaling, memory_probe) and keeps the
+gather_ab, plan_speed, sheeprl, shield, scaling, kill_resume, backbones, planning_scaling, memory_probe,
+gpu, update_profile) and keeps the
 newest row per setting; where a row holds several seeds the table gives their median (for
 learning, the newest run of each seed recorded at that row's commit). Under
 each table: the commands that produced its rows. `learning_plots` draws return against env
