@@ -108,12 +108,9 @@ presets = os.environ.get("GPU_CHECK_PRESETS", "debug small" if dry else "debug s
 warmup, repeats = (1, 2) if dry else (3, 10)
 torch.set_num_threads(1)
 
-import gymnasium as gym  # noqa: E402
 from benchmarks.common import commit, machine  # noqa: E402
-from benchmarks.speed import _fake_batch  # noqa: E402
-from envs.spaces import action_spec, obs_spec  # noqa: E402
+from benchmarks.speed import _agent, _fake_batch  # noqa: E402
 from worldmodel.agent import Agent  # noqa: E402
-from worldmodel.config import load_config  # noqa: E402
 
 VARIANTS = {"fp32": {"run.precision": "float32"}, "bf16": {"run.precision": "bf16"},
             "bf16+compile": {"run.precision": "bf16", "run.compile": True},
@@ -131,10 +128,7 @@ def time_preset(preset, variant, shape=None):
     overrides = {"run.device": device, **VARIANTS[variant]}
     if shape:
         overrides.update({"replay.batch": shape[0], "replay.length": shape[1]})
-    cfg = load_config([preset], overrides)
-    env = gym.make("CartPole-v1")
-    agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), device=device)
-    env.close()
+    cfg, agent = _agent(preset, "CartPole-v1", overrides, device)
     batch = _fake_batch(agent, cfg, np.random.default_rng(0))
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()

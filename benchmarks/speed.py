@@ -43,14 +43,14 @@ def matmul_peak(threads: int, n: int = 1024, repeats: int = 10) -> float:
     return 2 * n ** 3 / statistics.median(times) / 1e9
 
 
-def _agent(preset: str, env_id: str, overrides: dict[str, Any]):
+def _agent(preset: str, env_id: str, overrides: dict[str, Any], device: str = "cpu"):
     import gymnasium as gym
     from envs.spaces import action_spec, obs_spec
     from worldmodel.agent import Agent
     from worldmodel.config import load_config
     cfg = load_config([preset], overrides)
     env = gym.make(env_id)
-    agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space))
+    agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), device=device)
     env.close()
     return cfg, agent
 

@@ -29,15 +29,8 @@ def _sync(device: str) -> None:
 def profile_update(preset: str, device: str, precision: str = "float32", compile_mode: str = "none",
                    repeats: int = 10, env_id: str = "CartPole-v1") -> dict:
     """Median wall ms per update, then one profiled update: launches, syncs, device time."""
-    from benchmarks.speed import _fake_batch
-    from envs.spaces import action_spec, obs_spec
-    from worldmodel.agent import Agent
-    from worldmodel.config import load_config
-    import gymnasium as gym
-    cfg = load_config([preset], {"run.device": device, "run.precision": precision})
-    env = gym.make(env_id)
-    agent = Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space), device=device)
-    env.close()
+    from benchmarks.speed import _agent, _fake_batch
+    cfg, agent = _agent(preset, env_id, {"run.device": device, "run.precision": precision}, device)
     t0 = time.perf_counter()
     if compile_mode != "none":
         agent.compile(loss_mode=None if compile_mode == "default" else compile_mode)
