@@ -55,7 +55,8 @@ class ActorCritic(nn.Module):
                  bins: int, actor_lr: float, critic_lr: float, actor_clip: float, critic_clip: float,
                  retnorm_rate: float, eps: float = 1e-5, cost_penalty: float = 0.0,
                  proposal_loss: float = 0.0, proposal_margin: float = 0.05,
-                 latent: tuple[int, int, int] | None = None, replay_loss: float = 0.0) -> None:
+                 latent: tuple[int, int, int] | None = None, replay_loss: float = 0.0,
+                 explore: float = 0.0) -> None:
         super().__init__()
         # latent: the feature's layout (deter, groups, classes), so that the first layers can
         # take the sampled classes instead of the one-hot (worldmodel/nets.py LatentLinear)
@@ -68,6 +69,9 @@ class ActorCritic(nn.Module):
         self.slow_rate, self.slowreg = slow_rate, slowreg
         # weight of the critic's loss on lambda-returns along replayed sequences (`_replay_loss`)
         self.replay_loss = replay_loss
+        # weight of the model's exploration bonus (its `novelty` verb) in every reward the
+        # critic learns from, imagined or replayed (worldmodel/explore.py)
+        self.explore = explore
         self.discrete = bool(sizes)
         self.grad = ("reinforce" if self.discrete else "dynamics") if grad == "auto" else grad
         self.actor_clip, self.critic_clip = actor_clip, critic_clip
@@ -176,6 +180,10 @@ class ActorCritic(nn.Module):
                 reward = with_index(model.reward, nxt, idx_next)  # (H, N)
                 if self.cost_penalty:
                     reward = reward - self.cost_penalty * with_index(model.cost, nxt, idx_next)
+                bonus = None
+                if self.explore:
+                    bonus = with_index(model.novelty, nxt, idx_next)  # (H, N)
+                    reward = reward + self.explore * bonus
                 cont = torch.cat([start_cont[None].float(), with_index(model.cont, nxt, idx_next)], 0)  # (H+1, N)
         finally:
             model.requires_grad_(True)
@@ -235,6 +243,8 @@ class ActorCritic(nn.Module):
                 slow.lerp_(fast, self.slow_rate)
         if masked:
             extra["imag_forbidden"] = float(torch.stack(masked).mean())
+        if bonus is not None:
+            extra["imag_bonus"] = float(bonus.detach().mean())
         return {"actor_loss": float(actor_loss.detach()), "critic_loss": float(critic_loss.detach()),
                 "actor_entropy": float(entropy.detach().mean()), "imag_return": float(ret.detach().mean()),
                 "imag_reward": float(reward.detach().mean()), "return_scale": scale,
@@ -247,7 +257,8 @@ class ActorCritic(nn.Module):
         which matters when the cost of a slow drift (CartPole's cart leaving the track)
         shows only beyond the imagination horizon.
         replay: feat (B, T, F), index (B, T, S) or absent, reward, cont (= 1 - is_terminal),
-        last (is_last), mask (B, T), as replayed: reward[t] and cont[t] come with obs t."""
+        last (is_last), mask (B, T), as replayed: reward[t] and cont[t] come with obs t;
+        novelty (B, T), the model's exploration bonus at each feat, when exploring."""
         feat, index, mask = replay["feat"], replay.get("index"), replay["mask"].float()
         idx, idx_last = (None, None) if index is None else (index[:, :-1], index[:, -1:])
         logits = self.critic(feat[:, :-1], idx)  # (B, T-1, K): s_0..s_{T-2} learn
@@ -258,7 +269,10 @@ class ActorCritic(nn.Module):
             # at the window's end R_{T-1} = v_{T-1} (lambda_returns)
             after = torch.cat([mask[:, 2:], torch.ones_like(mask[:, :1])], 1)  # mask at t+2
             stop = replay["last"][:, 1:].bool() | (after == 0)
-            ret = lambda_returns(replay["reward"][:, 1:].float(), replay["cont"][:, 1:].float(), value,
+            reward = replay["reward"][:, 1:].float()
+            if self.explore and "novelty" in replay:  # the same rewards as in imagination
+                reward = reward + self.explore * replay["novelty"][:, 1:].float()
+            ret = lambda_returns(reward, replay["cont"][:, 1:].float(), value,
                                  self.gamma, self.lam, stop)  # (B, T-1)
         loss = self.twohot.mixture_loss(logits, [(ret, 1.0), (slow, self.slowreg)])
         valid = mask[:, 1:]  # R_t needs a real s_{t+1}

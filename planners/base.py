@@ -12,7 +12,8 @@ A planner sees the world model only through its verbs (`imagine`, `reward`, `con
       start: posterior states (N, ...) from a replayed batch, flattened over (B, T);
       start_cont (N,) = 1 - is_terminal; weight (N,) = 1 for real steps, 0 for padding.
       Optional keywords: allowed (N, A), the shield's verdicts at the starts; replay, the
-      replayed sequences themselves (feat, reward, cont, last, mask (B, T)) for a critic
+      replayed sequences themselves (feat, reward, cont, last, mask (B, T), and novelty
+      (B, T) when the planner explores) for a critic
       that also learns from real returns (planners/actor_critic.py `_replay_loss`).
 """
 from __future__ import annotations

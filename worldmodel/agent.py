@@ -37,7 +37,13 @@ def build_model(cfg: Config, obs_spec: ObsSpec, act_spec: ActionSpec) -> WorldMo
                       loss_scales=m.loss_scales.to_dict(), dynamics=m.dynamics,
                       ssm_layers=m.ssm_layers, ssm_state=m.ssm_state, window=m.window,
                       verdicts=act_spec.dim if learns_verdicts(cfg, act_spec) else 0,
-                      cont_outscale=m.cont_outscale)
+                      cont_outscale=m.cont_outscale,
+                      explore_heads=cfg.behavior.explore_heads if cfg_explore(cfg) else 0)
+
+
+def cfg_explore(cfg: Config) -> bool:
+    """Exploration by disagreement is on (behavior.explore > 0, worldmodel/explore.py)."""
+    return cfg.behavior.explore > 0
 
 
 def learns_verdicts(cfg: Config, act_spec: ActionSpec) -> bool:
@@ -64,7 +70,8 @@ def build_planner(cfg: Config, feat_dim: int, act_spec: ActionSpec, observation_
                        retnorm_rate=b.retnorm_rate, eps=cfg.train.adam_eps,
                        cost_penalty=cfg.shield.cost_penalty if cfg.shield.rules else 0.0,
                        proposal_loss=cfg.shield.proposal_loss if cfg.shield.rules and cfg.shield.mode == "on" else 0.0,
-                       proposal_margin=cfg.shield.proposal_margin, latent=latent, replay_loss=c.replay_loss)
+                       proposal_margin=cfg.shield.proposal_margin, latent=latent, replay_loss=c.replay_loss,
+                       explore=b.explore)
     p = cfg.planner
     # under an active shield the actor imagines under the learned verdicts
     actor_critic.imagine_masked = learns_verdicts(cfg, act_spec) and cfg.shield.mode in ("on", "learned")
@@ -262,6 +269,9 @@ class Agent:
                       "cont": 1.0 - batch["is_terminal"].float(), "last": batch["is_last"]}
             if "index" in post:
                 replay["index"] = post["index"]
+            if cfg_explore(self.cfg):
+                with torch.no_grad():
+                    replay["novelty"] = self.model.novelty(replay["feat"], replay.get("index"))
         # imagination starts: every posterior state of the batch, flattened (N = B*T)
         start = {k: v.detach().flatten(0, 1) for k, v in post.items()}
         start_cont = 1.0 - batch["is_terminal"].float().flatten()

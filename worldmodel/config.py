@@ -240,9 +240,12 @@ def load_config(presets: Iterable[str] = (), overrides: dict[str, Any] | None = 
     if flat["run.checkpoint_every"] <= 0:
         raise ConfigError(f"config key 'run.checkpoint_every' must be positive, got {flat['run.checkpoint_every']}")
     for dotted in ("train.max_skipped", "run.keep_checkpoints", "run.log_every", "run.eval_every", "run.video_every",
-                   "planner.prior", "critic.replay_loss", "model.cont_outscale"):
+                   "planner.prior", "critic.replay_loss", "model.cont_outscale", "behavior.explore"):
         if flat[dotted] < 0:
             raise ConfigError(f"config key '{dotted}' must be 0 or more, got {flat[dotted]}")
+    if flat["behavior.explore"] > 0 and flat["behavior.explore_heads"] < 2:
+        raise ConfigError("config key 'behavior.explore_heads' must be at least 2 (the bonus is the heads' "
+                          f"disagreement), got {flat['behavior.explore_heads']}")
     if flat["train.ratio"] <= 0:
         raise ConfigError(f"config key 'train.ratio' must be positive, got {flat['train.ratio']}")
     return Config(tree)

@@ -7,6 +7,8 @@ Planners, the shield and the video code use it only through its verbs:
   decode(feat) -> {key: obs}                predicted observations (env units for vectors)
   reward(feat), cont(feat), cost(feat)      predicted reward, continue probability, rule cost
   allowed(feat)                             predicted rule verdict per discrete action (or None)
+  novelty(feat)                             exploration bonus: the disagreement ensemble's
+                                            spread at feat (worldmodel/explore.py; 0 without one)
 and the trainer through `loss(batch)`. The heads optionally take `index` (..., S), the latent
 classes of feat (`imagine(..., indices=True)` returns them): same result, and on the CPU
 their first layer gathers the latent's weight columns instead of a one-hot matmul.
@@ -24,6 +26,7 @@ from envs.spaces import ObsSpec
 from worldmodel.dists import TwoHot, symexp, symlog
 from worldmodel.nets import MLP, ImageDecoder, ImageEncoder
 from worldmodel.dynamics import make_dynamics
+from worldmodel.explore import Ensemble
 from worldmodel.rssm import State
 
 
@@ -34,7 +37,7 @@ class WorldModel(nn.Module):
                  hidden: int, unimix: float, units: int, layers: int, cnn_depth: int,
                  bins: int, free_nats: float, loss_scales: dict[str, float], dynamics: str = "gru",
                  ssm_layers: int = 2, ssm_state: int = 16, window: int = 16, verdicts: int = 0,
-                 cont_outscale: float = 0.0) -> None:
+                 cont_outscale: float = 0.0, explore_heads: int = 0) -> None:
         super().__init__()
         self.obs_spec, self.action_dim = obs_spec, action_dim
         self.free_nats, self.loss_scales = free_nats, dict(loss_scales)
@@ -67,6 +70,10 @@ class WorldModel(nn.Module):
         # trained on the shield's exact per-action verdicts at real states (replay `allowed`).
         # The actor imagines under its mask: replay never shows a forbidden action's outcome.
         self.verdict_head = MLP(feat, verdicts, units, layers, latent=latent) if verdicts else None
+        # explore_heads > 0 (behavior.explore on): heads predicting the embedding from deter
+        self.deter = deter
+        self.explore = (Ensemble(deter, embed, heads=explore_heads, units=units, layers=layers)
+                        if explore_heads else None)
         self.twohot = TwoHot(bins)
 
     @property
@@ -144,18 +151,29 @@ class WorldModel(nn.Module):
         """Predicted probability that this state's action is a rule violation."""
         return torch.sigmoid(self.cost_head(feat, index).squeeze(-1).float())
 
+    def novelty(self, feat: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
+        """feat (..., F) -> (...) the exploration bonus: how much the ensemble's heads disagree
+        about the observation at this state (zeros without an ensemble). Differentiable in
+        feat, so a dynamics-gradient actor is pulled towards novelty too."""
+        if self.explore is None:
+            return feat.new_zeros(feat.shape[:-1])
+        return self.explore.disagreement(feat[..., :self.deter])
+
     # -- training ---------------------------------------------------------------------------
-    def posterior(self, batch: dict[str, torch.Tensor]) -> tuple[State, State]:
+    def posterior(self, batch: dict[str, torch.Tensor], embed: torch.Tensor | None = None
+                  ) -> tuple[State, State]:
         """Posterior and prior states (B, T, ...) of a replayed batch: obs keys (B, T, ...),
         action (B, T, A) taken at each obs, is_first (B, T). With a replay context (GRU:
         ctx_deter (B, D), ctx_index (B, S), ctx_action (B, A), see worldmodel/replay.py),
-        sequences whose is_first[:, 0] is False continue from the stored latent."""
-        obs = {k.name: batch[k.name] for k in self.obs_spec.keys}
+        sequences whose is_first[:, 0] is False continue from the stored latent.
+        `embed` (B, T, E): the observations' embedding when the caller has it already."""
+        if embed is None:
+            embed = self.embed({k.name: batch[k.name] for k in self.obs_spec.keys})
         # the action that led to obs_t is the one taken at obs_{t-1}
         before = batch["ctx_action"][:, None] if "ctx_action" in batch else torch.zeros_like(batch["action"][:, :1])
         prev_action = torch.cat([before.to(batch["action"].dtype), batch["action"][:, :-1]], 1)
         state = self.rssm.from_context(batch["ctx_deter"], batch["ctx_index"]) if "ctx_deter" in batch else None
-        return self.rssm.observe(self.embed(obs), prev_action, batch["is_first"], state)
+        return self.rssm.observe(embed, prev_action, batch["is_first"], state)
 
     def loss(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, torch.Tensor], State]:
         """batch: obs keys (B, T, ...), action (B, T, A) taken at each obs, reward, is_first,
@@ -164,7 +182,8 @@ class WorldModel(nn.Module):
         Returns (total loss, per-term losses, posterior states (B, T, ...))."""
         obs = {k.name: batch[k.name] for k in self.obs_spec.keys}
         mask = batch["mask"].float()
-        post, prior = self.posterior(batch)
+        embed = self.embed(obs)
+        post, prior = self.posterior(batch, embed)
         feat, index = self.rssm.feat(post), post.get("index")
         dyn, rep, kl = self.rssm.kl_loss(post["logits"], prior["logits"], self.free_nats)
         terms: dict[str, torch.Tensor] = {"dyn": dyn, "rep": rep}
@@ -187,6 +206,8 @@ class WorldModel(nn.Module):
         if "allowed" in batch and self.verdict_head is not None:
             terms["verdict"] = nn.functional.binary_cross_entropy_with_logits(
                 self.verdict_head(feat, index).float(), batch["allowed"].float(), reduction="none").sum(-1)
+        if self.explore is not None:  # h_t predicts e_t (h_t has not seen obs_t)
+            terms["explore"] = self.explore.loss(post["deter"], embed)
         denom = mask.sum().clamp(min=1.0)
         losses = {k: (v.float() * mask).sum() / denom for k, v in terms.items()}
         total = sum(self.loss_scales.get(k, 1.0) * v for k, v in losses.items())
