@@ -65,4 +65,8 @@ class Ensemble(nn.Module):
 
     def disagreement(self, deter: torch.Tensor) -> torch.Tensor:
         """deter (..., D) -> (...): the heads' std, averaged over the embedding dims."""
-        return self(deter.float()).std(0).mean(-1)
+        pred = self(deter.float())  # (K, ..., E)
+        # the unbiased std over K written out: torch's std over the leading dim was 40 ms
+        # for (5, 3840, 64) on this CPU, these elementwise ops over whole slices 2 ms
+        dev = pred - pred.mean(0, keepdim=True)
+        return ((dev * dev).sum(0) / (self.heads - 1)).sqrt().mean(-1)
