@@ -25,7 +25,7 @@
 Every command prints its figures and the command line that reproduces them, and appends
 the raw results (with commit, machine and versions) to benchmarks/results/<suite>.jsonl.
 The other benchmarks run as modules: python -m benchmarks.shield | scaling | kill_resume |
-backbones | planning_scaling (see each file's docstring).
+backbones | planning_scaling | noise_reach (see each file's docstring).
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@
 
 Reads benchmarks/results/<suite>.jsonl for each suite present (learning, speed, speed_grid,
 gather_ab, plan_speed, sheeprl, shield, scaling, kill_resume, backbones, planning_scaling, memory_probe,
-gpu, update_profile) and keeps the
+gpu, update_profile, noise_reach) and keeps the
 newest row per setting; where a row holds several seeds the table gives their median (for
 learning, the newest run of each seed recorded at that row's commit). Under
 each table: the commands that produced its rows. `learning_plots` draws return against env
@@ -331,11 +331,21 @@ def update_profile(root: Path) -> list[str]:
         note="Device busy = the kernels' summed time over the profiled update's wall time.")
 
 
+def noise_reach(root: Path) -> list[str]:
+    latest = newest(load("noise_reach", root), lambda r: (r["env"], r["std"], r["kind"]))
+    body = [[r["env"], r["kind"], fmt(r["std"], ".2f"), str(r["episodes"]), fmt(r["share_rewarded"], ".2f"),
+             fmt(r["mean_return"]), fmt(r["max_return"])] for r in latest.values()]
+    return _table("Does action noise alone find a sparse reward? (no agent)", [
+        "env", "noise", "std", "episodes", "share with any reward", "mean return", "max return"], body,
+        latest.values())
+
+
 SECTIONS: dict[str, Callable[[Path], list[str]]] = {
     "learning": learning, "speed": speed, "speed_grid": speed_grid, "gather_ab": gather_ab, "plan_speed": plan_speed,
     "sheeprl": sheeprl,
     "shield": shield, "scaling": scaling, "kill_resume": kill_resume, "backbones": backbones,
-    "planning_scaling": planning_scaling, "memory_probe": memory_probe, "gpu": gpu, "update_profile": update_profile}
+    "planning_scaling": planning_scaling, "memory_probe": memory_probe, "gpu": gpu, "update_profile": update_profile,
+    "noise_reach": noise_reach}
 
 
 def report(root: Path | None = None) -> str:

@@ -154,3 +154,12 @@ def test_gpu_check_and_update_profile_rows_are_reported(tmp_path):
     assert "| --preset small --steps 2000 | 0 | 61 | 9.5 | 38.0 |" in text
     assert "21.3 ms/decision" in text
     assert "| small | NVIDIA H200 | bf16 | none | 142.7 | 15,373 | 5,303 | 28 | 21.1 | 9% | abc1234 |" in text
+
+
+def test_noise_reach_rows_are_reported(tmp_path):
+    for kind, share in (("white", 0.025), ("pink", 0.075)):
+        write(tmp_path, "noise_reach", {"env": "worldmodel/dmc-pendulum-swingup-v0", "kind": kind, "std": 1.0,
+                                        "episodes": 40, "share_rewarded": share, "mean_return": 1.5, "max_return": 61.0})
+    text = report(tmp_path)
+    assert "| worldmodel/dmc-pendulum-swingup-v0 | white | 1.00 | 40 | 0.03 | 1.5 | 61.0 |" in text
+    assert "| worldmodel/dmc-pendulum-swingup-v0 | pink | 1.00 | 40 | 0.07 | 1.5 | 61.0 |" in text
