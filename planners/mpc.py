@@ -10,7 +10,9 @@ Recipe of one decision (`act`), for B envs in parallel:
   3. Each iteration samples the rest, imagines all N candidates H steps and scores
         G = sum_t gamma^t * prod_{k<t} c_k * r_t  +  gamma^H * prod_{k<H} c_k * V(s_H)
      with the model's reward r and continue probability c and the critic's value V;
-     with planner.prior > 0 plus the actor's log-likelihood of the plan (`_prior_bonus`).
+     with planner.prior > 0 plus the actor's log-likelihood of the plan (`_prior_bonus`),
+     and with behavior.explore > 0, while exploring, r_t plus that weight x the model's
+     novelty bonus (worldmodel/explore.py).
   4. With rules, candidates predicted to break a hard rule are discarded; if fewer than
      k are safe, elites are ranked by (violations ascending, robustness descending)
      as in SafeDreamer's constrained CEM.
@@ -77,6 +79,10 @@ class LatentMPC(nn.Module):
         self.mean: torch.Tensor | None = None
         self.last_plan: torch.Tensor | None = None  # the fitted plan before the shift (for tests/logs)
         self._check_all: dict[int, bool] = {}  # per iteration: check every candidate in one pass
+        # act(explore=True) with behavior.explore > 0: plans are also scored on the world
+        # model's novelty bonus, as the critic's values are (planning to explore); greedy
+        # decisions (evaluation) score the task's reward alone
+        self._exploring = False
 
     # -- the wrapped actor-critic ------------------------------------------------------
     @property
@@ -198,6 +204,9 @@ class LatentMPC(nn.Module):
         cost = with_index(model.cost, nxt, idx_next) if penalty or self.shield is not None else None
         if penalty:  # the critic learned values of penalised rewards; stay consistent with it
             reward = reward - penalty * cost
+        bonus = float(getattr(self.actor_critic, "explore", 0.0) or 0.0)
+        if bonus and self._exploring:  # planning to explore: the novelty bonus, while training
+            reward = reward + bonus * with_index(model.novelty, nxt, idx_next)
         cont = with_index(model.cont, nxt, idx_next)                   # (H, B*N)
         # weight of r_t: gamma^t * prod_{k<t} c_k (the first reward is always received)
         reach = torch.cat([torch.ones_like(cont[:1]), cont[:-1]], 0).cumprod(0)
@@ -307,6 +316,7 @@ class LatentMPC(nn.Module):
             explore: bool = True) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         feat = model.feat(state)
         B, device = feat.shape[0], feat.device
+        self._exploring = explore
         if self.mean is None or self.mean.shape[0] != B or self.mean.device != device:
             self.mean = self._initial(B, device)
         N, M, H, A = self.samples, self.proposals, self.horizon, self.action_dim

@@ -358,3 +358,23 @@ def test_checking_the_best_candidates_first_picks_the_same_plans(kind, limit):
     if limit == "2.5":  # nothing is safe: in each of the 4 iterations the other 224 after the
         # first 32 once, then all at once
         assert sizes[:8] == [4 * 32, 4 * 224] * 4 and set(sizes[8:]) == {4 * 256}
+
+
+class NovelRightModel(LineModel):
+    """LineModel whose world model is unsure about everything right of the origin."""
+
+    def novelty(self, feat):
+        return feat[..., 0].clamp(min=0.0)
+
+
+@pytest.mark.parametrize("kind", ["cem", "mppi"])
+def test_exploring_plans_seek_the_novelty_bonus_and_greedy_ones_do_not(kind):
+    torch.manual_seed(0)
+    planner = line_planner(kind)
+    planner.actor_critic.explore = 5.0  # behavior.explore
+    x0 = torch.zeros(2, 1)
+    explored, _ = planner.act(NovelRightModel(), {"x": x0}, explore=True)
+    planner.reset(torch.ones(2, dtype=torch.bool))
+    greedy, _ = planner.act(NovelRightModel(), {"x": x0}, explore=False)
+    assert bool((explored > 0.5).all()), explored  # the bonus outweighs -(x')^2: go right
+    assert torch.allclose(greedy, torch.zeros_like(greedy), atol=0.15), greedy  # the task alone: stay
