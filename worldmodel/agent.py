@@ -38,10 +38,10 @@ def build_model(cfg: Config, obs_spec: ObsSpec, act_spec: ActionSpec) -> WorldMo
                       ssm_layers=m.ssm_layers, ssm_state=m.ssm_state, window=m.window,
                       verdicts=act_spec.dim if learns_verdicts(cfg, act_spec) else 0,
                       cont_outscale=m.cont_outscale,
-                      explore_heads=cfg.behavior.explore_heads if cfg_explore(cfg) else 0)
+                      explore_heads=cfg.behavior.explore_heads if explores(cfg) else 0)
 
 
-def cfg_explore(cfg: Config) -> bool:
+def explores(cfg: Config) -> bool:
     """Exploration by disagreement is on (behavior.explore > 0, worldmodel/explore.py)."""
     return cfg.behavior.explore > 0
 
@@ -269,7 +269,7 @@ class Agent:
                       "cont": 1.0 - batch["is_terminal"].float(), "last": batch["is_last"]}
             if "index" in post:
                 replay["index"] = post["index"]
-            if cfg_explore(self.cfg):
+            if explores(self.cfg):
                 with torch.no_grad():
                     replay["novelty"] = self.model.novelty(replay["feat"], replay.get("index"))
         # imagination starts: every posterior state of the batch, flattened (N = B*T)
