@@ -236,7 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(target: MPPI 256 x 5 x 3 within {TARGET_MS:g} ms per decision; preset {' '.join(args.preset)}, "
               f"{args.threads} thread(s), median of {args.decisions} decisions)")
     elif args.cmd == "report":
-        from benchmarks.report import learning_plots, report
+        from benchmarks.curves import learning_plots
+        from benchmarks.report import report
         print(report())
         for path in learning_plots():
             print(f"wrote {path}")

@@ -3,7 +3,8 @@ one PNG learning curve per task and overrides set (the newest row of each)."""
 import json
 
 from benchmarks.__main__ import main
-from benchmarks.report import learning_plots, plot_name, report
+from benchmarks.curves import learning_plots, plot_name
+from benchmarks.report import report
 
 
 def write(folder, suite, *rows):
