@@ -11,19 +11,18 @@
 #    importable it runs `pip install torch` (unpinned: the CUDA build), and it installs the
 #    project with `pip install -e .`; offline, it falls back to PYTHONPATH=<repo> when the
 #    project's dependencies already import.
-# 2. For presets debug, small, medium, large and variants fp32, bf16 (run.precision bf16),
-#    bf16+compile (run.compile true) and, for small, bf16+cudagraphs (run.cuda_graphs true:
-#    the world-model loss compiled with mode "reduce-overhead"): times Agent.train_step on synthetic batches of the
-#    preset's shape (benchmarks/speed.py's batch) and records torch.cuda.max_memory_allocated;
-#    also small in bf16 at batch 16, 64 and 256 x length 64 (how the GPU scales with the batch).
-#    The compile variants run last and are skipped once GPU_CHECK_BUDGET_S (default 240 s)
-#    is spent, so the check stays under 5 minutes whatever compiling costs.
-# 3. End to end: `worldmodel train --preset debug --device cuda --steps 300` and
-#    `--preset small --steps 1500 --device cuda`, with replay.prefetch on (auto) and off;
-#    at the end, if the time budget allows, the same with --run.cuda_graphs true.
-# 4. Planning: decisions per second of MPPI on the device (small preset, Pendulum-v1, one
-#    env) at the default budget 128 x 15 x 2 and at issue 8's 256 x 5 x 3
+# 2. Essentials, in order: for presets debug, small, medium, large, the time of
+#    Agent.train_step on synthetic batches of the preset's shape (benchmarks/speed.py's batch)
+#    and torch.cuda.max_memory_allocated, in fp32, fp32 with run.cuda_graphs (the update's
+#    two gradient steps replayed as CUDA graphs, worldmodel/graphs.py) and bf16; end to end
+#    `worldmodel train --device cuda` with --preset debug --steps 300 and --preset small
+#    --steps 1500, without and with --run.cuda_graphs true; MPPI decisions per second on the
+#    device (small, Pendulum-v1, one env) at 128 x 15 x 2 and at issue 8's 256 x 5 x 3
 #    (benchmarks/plan_speed.py's `time_decisions`).
+# 3. While GPU_CHECK_BUDGET_S (default 240 s) lasts: small in bf16 with graphs and in fp32
+#    with run.compile and graphs; small in bf16 at batch 16, 64 and 256 x length 64 (how the
+#    GPU scales with the batch); the small run with replay.prefetch off; bf16 with run.compile
+#    for each preset. What the budget cuts is recorded as skipped.
 # Writes $OUT/gpu_check.json (or benchmarks/results/tmp/ without $OUT): one row in the format
 # of benchmarks/results/*.jsonl (suite "gpu"), and prints a markdown table. Exit status 1 when
 # any timing or training run failed.
@@ -35,7 +34,7 @@ dry=0
 for arg in "$@"; do
     case "$arg" in
         --cpu-dry-run) dry=1 ;;
-        -h|--help) sed -n '2,27p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
         *) echo "unknown argument: $arg (use --cpu-dry-run or nothing)" >&2; exit 2 ;;
     esac
 done
@@ -105,7 +104,7 @@ budget_s = float(os.environ.get("GPU_CHECK_BUDGET_S", "240"))
 t_start = time.time()
 device = "cpu" if dry else "cuda"
 presets = os.environ.get("GPU_CHECK_PRESETS", "debug small" if dry else "debug small medium large").split()
-warmup, repeats = (1, 2) if dry else (3, 10)
+warmup, repeats = (1, 2) if dry else (5, 10)  # graphs: 3 eager updates, then the capture
 torch.set_num_threads(1)
 
 from benchmarks.common import commit, machine  # noqa: E402
@@ -113,9 +112,11 @@ from benchmarks.speed import _agent, _fake_batch  # noqa: E402
 from worldmodel.agent import Agent  # noqa: E402
 
 VARIANTS = {"fp32": {"run.precision": "float32"}, "bf16": {"run.precision": "bf16"},
+            # each update's two gradient steps replayed as CUDA graphs (worldmodel/graphs.py)
+            "fp32+graphs": {"run.precision": "float32", "run.cuda_graphs": True},
+            "bf16+graphs": {"run.precision": "bf16", "run.cuda_graphs": True},
             "bf16+compile": {"run.precision": "bf16", "run.compile": True},
-            # the same, with the world-model loss replayed as CUDA graphs
-            "bf16+cudagraphs": {"run.precision": "bf16", "run.cuda_graphs": True}}
+            "fp32+compile+graphs": {"run.precision": "float32", "run.compile": True, "run.cuda_graphs": True}}
 
 
 def sync():
@@ -151,7 +152,9 @@ def time_preset(preset, variant, shape=None):
            "max_memory_allocated_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
            "bf16_active": bool(agent.bf16),
            "compiled": getattr(agent._loss_step, "__func__", None) is not Agent._loss,
-           "cuda_graphs": agent.cuda_graphs}
+           "cuda_graphs": agent.cuda_graphs,
+           "graphs_captured": agent.graphs.captures if agent.graphs else 0,
+           "graphs_failed": agent.graphs.failed if agent.graphs else {}}
     del agent, batch
     gc.collect()
     if device == "cuda":
@@ -195,33 +198,14 @@ def plan_rows():
 
 
 timings, failures = [], 0
-planning = []
-plan = [(p, v, None) for v in ("fp32", "bf16") for p in presets]
-# how time and memory grow with the batch on the GPU (item 5 of issue 8): small, bf16, length 64
-plan += [("small", "bf16", shape) for shape in ([(16, 64), (64, 64), (256, 64)] if not dry else [(8, 16)])]
-n_first = len(plan)  # then end-to-end training and planning, then the compile variants
-# small first: the preset issue 8's targets name
-plan += [("small", "bf16+compile", None), ("small", "bf16+cudagraphs", None)]
-plan += [(p, "bf16+compile", None) for p in presets if p != "small"]
-# the small run twice: replay.prefetch auto (on with CUDA), then off, to measure what it buys
-e2e_plan = [("debug", 300, ()), ("small", 1200 if dry else 1500, ()),
-            ("small", 1200 if dry else 1500, ("--replay.prefetch", "off"))]
-runs = []
-for i, (preset, variant, shape) in enumerate(plan):
-    if i == n_first:  # the essentials first: end-to-end training, then the compile variants
-        for p, steps, extra in e2e_plan:
-            r = train_run(p, steps, extra)
-            runs.append(r)
-            failures += r["returncode"] != 0
-            print(f"train --preset {p} --steps {steps} {r['extra']}: exit {r['returncode']}, {r['wall_s']:.0f} s, "
-                  f"{r['updates']} updates", flush=True)
-        planning = plan_rows()
-        failures += sum("error" in r for r in planning)
-    if time.time() - t_start > budget_s:
-        timings.append({"preset": preset, "variant": variant, "skipped": f"time budget {budget_s:.0f} s spent"})
-        continue
+planning, runs = [], []
+
+
+def do_time(preset, variant, shape=None):
+    global failures
     try:
         row = time_preset(preset, variant, shape)
+        failures += bool(row.get("graphs_failed"))
     except Exception as exc:  # record it, go on with the others
         failures += 1
         row = {"preset": preset, "variant": variant, "batch": shape and shape[0], "length": shape and shape[1],
@@ -229,21 +213,66 @@ for i, (preset, variant, shape) in enumerate(plan):
         if device == "cuda":
             torch.cuda.empty_cache()
     timings.append(row)
-    print(f"{preset:<7} {variant:<15} {'x'.join(map(str, shape or ())):<7} " + (f"{row['ms_per_update']:.1f} ms/update" if "ms_per_update" in row
-                                           else row.get("error", "")[:200]), flush=True)
+    print(f"{preset:<7} {variant:<20} {'x'.join(map(str, shape or ())):<7} " + (
+        f"{row['ms_per_update']:.1f} ms/update" if "ms_per_update" in row else row.get("error", "")[:200]), flush=True)
 
-# with budget left (GPU_CHECK_BUDGET_S=600): a whole training run with the loss as CUDA graphs
-if not dry and time.time() - t_start < budget_s:
-    r = train_run("small", 1500, ("--run.cuda_graphs", "true"))
+
+def do_train(preset, steps, extra=()):
+    global failures
+    r = train_run(preset, steps, extra)
     runs.append(r)
     failures += r["returncode"] != 0
-    print(f"train --preset small --steps 1500 {r['extra']}: exit {r['returncode']}, {r['wall_s']:.0f} s", flush=True)
+    print(f"train --preset {preset} --steps {steps} {r['extra']}: exit {r['returncode']}, {r['wall_s']:.0f} s, "
+          f"{r['updates']} updates", flush=True)
 
-result = {"suite": "gpu", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
-          "commit": os.environ.get("GIT_COMMIT") or commit(), "command": "bash benchmarks/gpu_check.sh"
-          + (" --cpu-dry-run" if dry else ""), "machine": machine(), "dry_run": dry, "timings": timings,
-          "train_runs": runs, "planning": planning, "total_s": time.time() - t_start, "failures": failures}
-(out_dir / "gpu_check.json").write_text(json.dumps(result, indent=1))
+
+def do_plan():
+    global planning, failures
+    planning = plan_rows()
+    failures += sum("error" in r for r in planning)
+
+
+# The essentials always run, in this order: each preset eager and with CUDA graphs, end-to-end
+# training (small with and without graphs), planning. Then, while GPU_CHECK_BUDGET_S lasts:
+# bf16 with graphs, how the GPU scales with the batch (item 5 of issue 8: small, bf16, length
+# 64), replay.prefetch off, and the compile variants (small first: the preset issue 8's
+# targets name). What the budget cuts is recorded as skipped.
+steps = 1200 if dry else 1500
+essential = [(do_time, (p, v)) for p in presets for v in ("fp32", "fp32+graphs", "bf16")]
+essential += [(do_train, ("debug", 300)), (do_train, ("small", steps)),
+              (do_train, ("small", steps, ("--run.cuda_graphs", "true"))), (do_plan, ())]
+optional = [(do_time, ("small", "bf16+graphs")), (do_time, ("small", "fp32+compile+graphs"))]
+optional += [(do_time, ("small", "bf16", shape)) for shape in ([(16, 64), (64, 64), (256, 64)] if not dry else [(8, 16)])]
+optional += [(do_train, ("small", steps, ("--replay.prefetch", "off"))), (do_time, ("small", "bf16+compile"))]
+optional += [(do_time, (p, "bf16+compile")) for p in presets if p != "small"]
+host = machine()  # once: it times a matmul
+
+
+def save(complete):
+    """The result so far, rewritten after every item: a run cut short keeps what it measured."""
+    result = {"suite": "gpu", "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+              "commit": os.environ.get("GIT_COMMIT") or commit(), "command": "bash benchmarks/gpu_check.sh"
+              + (" --cpu-dry-run" if dry else ""), "machine": host, "dry_run": dry, "timings": timings,
+              "train_runs": runs, "planning": planning, "total_s": time.time() - t_start, "failures": failures,
+              "complete": complete}
+    (out_dir / "gpu_check.json").write_text(json.dumps(result, indent=1))
+    return result
+
+
+for fn, args in essential:
+    fn(*args)
+    save(False)
+for fn, args in optional:
+    if time.time() - t_start > budget_s:
+        if fn is do_time:
+            timings.append({"preset": args[0], "variant": args[1], "skipped": f"time budget {budget_s:.0f} s spent"})
+        else:
+            runs.append({"preset": args[0], "steps": args[1], "device": device, "extra": " ".join(args[2]),
+                         "skipped": f"time budget {budget_s:.0f} s spent"})
+        continue
+    fn(*args)
+    save(False)
+result = save(True)
 
 mem = lambda r: "–" if r.get("max_memory_allocated_mb") is None else f"{r['max_memory_allocated_mb']:.0f}"  # noqa: E731
 print(f"\n### GPU check ({result['machine'].get('cuda') or 'CPU dry run'}, torch {torch.__version__})\n")
@@ -252,7 +281,7 @@ print("|---|---|---|---|---|---|---|---|---|")
 for r in timings:
     if "ms_per_update" in r:
         applied = "+".join(["bf16"] * r["bf16_active"] + ["compile"] * r["compiled"]
-                           + ["graphs"] * r.get("cuda_graphs", False)) or "fp32"
+                           + ["graphs"] * bool(r.get("graphs_captured"))) or "fp32"
         print(f"| {r['preset']} | {r['variant']} | {applied} | {r['params']:,} | {r['batch']} x {r['length']} | "
               f"{r['ms_per_update']:.1f} | {r['updates_per_s']:.1f} | {r['warmup_s']:.1f} | {mem(r)} |")
     else:
@@ -261,6 +290,9 @@ print("\n| train run | exit | wall (s) | env steps | updates | updates/s | env s
 print("|---|---|---|---|---|---|---|")
 for r in runs:
     f = lambda v, s=".1f": "–" if v is None else format(v, s)  # noqa: E731
+    if "skipped" in r:
+        print(f"| --preset {r['preset']} --steps {r['steps']} {r['extra']} | {r['skipped']} ||||||")
+        continue
     print(f"| --preset {r['preset']} --steps {r['steps']} --device {r['device']} {r['extra']} | {r['returncode']} | "
           f"{r['wall_s']:.0f} | {r['env_steps']} | {r['updates']} | {f(r['ups'])} | {f(r['fps'])} |")
 print("\n| planning (Pendulum-v1, small, one env) | ms/decision (median) | p90 ms | decisions/s |")

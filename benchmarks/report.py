@@ -319,12 +319,14 @@ def gpu(root: Path) -> list[str]:
 
 def update_profile(root: Path) -> list[str]:
     latest = newest(load("update_profile", root),
-                    lambda r: (r["preset"], r["device"], r["precision"], r["compile"], r["machine"].get("cuda")))
-    body = [[r["preset"], r["machine"].get("cuda") or "CPU", r["precision"], r["compile"], fmt(r["ms_per_update"]),
+                    lambda r: (r["preset"], r["device"], r["precision"], r["compile"], r.get("cuda_graphs", False),
+                               r["machine"].get("cuda")))
+    body = [[r["preset"], r["machine"].get("cuda") or "CPU", r["precision"],
+             r["compile"] + (" + CUDA graphs" if r.get("cuda_graphs") else ""), fmt(r["ms_per_update"]),
              f"{r['aten_ops']:,}", f"{r['kernel_launches']:,}", str(r["syncs"]), fmt(r["device_ms"]),
              f"{100 * r['device_busy']:.0f}%", r["commit"]] for r in latest.values()]
     return _table("Where one update's time goes (one profiled update after the timed ones)", [
-        "preset", "device", "precision", "compile", "ms/update (median)", "aten ops", "kernel launches",
+        "preset", "device", "precision", "compile / graphs", "ms/update (median)", "aten ops", "kernel launches",
         "syncs", "device ms", "device busy", "commit"], body, latest.values(),
         note="Device busy = the kernels' summed time over the profiled update's wall time.")
 

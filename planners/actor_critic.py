@@ -141,7 +141,40 @@ class ActorCritic(nn.Module):
                replay: dict[str, torch.Tensor] | None = None) -> dict[str, float]:
         """`allowed` (N, A) bool: the shield's verdict per action at each start, which are real
         replayed states (discrete actions with rules); trains the actor's proposals.
-        `replay`: the replayed sequences the starts came from, for `_replay_loss`."""
+        `replay`: the replayed sequences the starts came from, for `_replay_loss`.
+        Three steps, which worldmodel/graphs.py runs apart: `gradients` on the device alone
+        (capturable as a CUDA graph), then `apply` with the host's checks and the optimizers."""
+        return self.apply(self.gradients(model, start, start_cont, weight, allowed, replay))
+
+    def gradients(self, model: Any, start: dict[str, torch.Tensor], start_cont: torch.Tensor,
+                  weight: torch.Tensor, allowed: torch.Tensor | None = None,
+                  replay: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """The actor's and critic's losses and their gradients (left in .grad); returns the
+        losses and metrics as tensors. Reads nothing back to the host."""
+        out = self.losses(model, start, start_cont, weight, allowed, replay)
+        self.actor_opt.zero_grad(set_to_none=True)
+        self.critic_opt.zero_grad(set_to_none=True)
+        # The actor's loss reaches no critic weight (its values are taken with the critic's
+        # gradients off) and the critic's targets are detached: one backward serves both.
+        torch.autograd.backward([out["actor_loss"], out["critic_loss"]])
+        return out
+
+    def apply(self, out: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Clip and step the actor and critic (each skipped on a non-finite gradient), move
+        the slow critic, and read the metrics back (one transfer)."""
+        out = {**out, "actor_grad_norm": self._step(self.actor, self.actor_opt, self.actor_clip),
+               "critic_grad_norm": self._step(self.critic, self.critic_opt, self.critic_clip)}
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.slow_critic.parameters()), list(self.critic.parameters()),
+                                 self.slow_rate)
+        values = torch.stack([v.detach().float().reshape(()) for v in out.values()]).tolist()
+        return dict(zip(out, values))
+
+    def losses(self, model: Any, start: dict[str, torch.Tensor], start_cont: torch.Tensor,
+               weight: torch.Tensor, allowed: torch.Tensor | None = None,
+               replay: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Imagine from `start` and compute "actor_loss" and "critic_loss" (with graphs) and
+        the metrics (detached), all tensors."""
         start = {k: v.detach() for k, v in start.items()}
         dynamics = self.grad == "dynamics"
         logps: list[torch.Tensor] = []
@@ -214,7 +247,7 @@ class ActorCritic(nn.Module):
             adv = ((ret - value[:-1]) / scale).detach()
             objective = torch.stack(logps, 0) * adv
         actor_loss = -(state_weight * (objective + self.entropy * entropy)).mean()
-        extra: dict[str, float] = {}
+        extra: dict[str, torch.Tensor] = {}
         if allowed is not None and self.proposal_loss and self.discrete:
             # Learning from the verifier: at real states the shield's verdicts are exact labels,
             # so the actor is taught directly to put its mass on allowed actions (-log P(allowed)),
@@ -223,9 +256,8 @@ class ActorCritic(nn.Module):
             norm = weight.sum().clamp(min=1.0)
             proposal = (weight * (self.proposal_floor - logmass).clamp(min=0.0)).sum() / norm
             actor_loss = actor_loss + self.proposal_loss * proposal
-            extra = {"proposal_loss": float(proposal.detach()),
-                     "proposal_risk": float((weight * (1.0 - logmass.detach().exp())).sum() / norm)}
-        actor_norm = self._step(actor_loss, self.actor, self.actor_opt, self.actor_clip)
+            extra = {"proposal_loss": proposal.detach(),
+                     "proposal_risk": (weight * (1.0 - logmass.detach().exp())).sum() / norm}
 
         # critic: two-hot regression on lambda-returns, regularised towards the slow critic
         # (one log_softmax of the logits serves both targets)
@@ -236,19 +268,14 @@ class ActorCritic(nn.Module):
         if replay is not None and self.replay_loss:
             on_replay = self._replay_loss(replay)
             critic_loss = critic_loss + self.replay_loss * on_replay
-            extra["critic_replay_loss"] = float(on_replay.detach())
-        critic_norm = self._step(critic_loss, self.critic, self.critic_opt, self.critic_clip)
-        with torch.no_grad():
-            for slow, fast in zip(self.slow_critic.parameters(), self.critic.parameters()):
-                slow.lerp_(fast, self.slow_rate)
+            extra["critic_replay_loss"] = on_replay.detach()
         if masked:
-            extra["imag_forbidden"] = float(torch.stack(masked).mean())
+            extra["imag_forbidden"] = torch.stack(masked).mean()
         if bonus is not None:
-            extra["imag_bonus"] = float(bonus.detach().mean())
-        return {"actor_loss": float(actor_loss.detach()), "critic_loss": float(critic_loss.detach()),
-                "actor_entropy": float(entropy.detach().mean()), "imag_return": float(ret.detach().mean()),
-                "imag_reward": float(reward.detach().mean()), "return_scale": scale,
-                "actor_grad_norm": float(actor_norm), "critic_grad_norm": float(critic_norm), **extra}
+            extra["imag_bonus"] = bonus.detach().mean()
+        return {"actor_loss": actor_loss, "critic_loss": critic_loss,
+                "actor_entropy": entropy.detach().mean(), "imag_return": ret.detach().mean(),
+                "imag_reward": reward.detach().mean(), "return_scale": torch.as_tensor(scale), **extra}
 
     def _replay_loss(self, replay: dict[str, torch.Tensor]) -> torch.Tensor:
         """The critic's two-hot loss on lambda-returns along replayed sequences, as in the
@@ -278,11 +305,9 @@ class ActorCritic(nn.Module):
         valid = mask[:, 1:]  # R_t needs a real s_{t+1}
         return (valid * loss).sum() / valid.sum().clamp(min=1.0)
 
-    def _step(self, loss: torch.Tensor, net: nn.Module, opt: torch.optim.Optimizer, clip: float) -> torch.Tensor:
-        """Backward, average over ranks (torchrun), clip, and step unless the gradient is
+    def _step(self, net: nn.Module, opt: torch.optim.Optimizer, clip: float) -> torch.Tensor:
+        """Average the gradients over ranks (torchrun), clip, and step unless they are
         non-finite (then skip: the agent counts it). Returns the gradient norm."""
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
         if self.grad_sync is not None:
             self.grad_sync(net.parameters())
         norm = nn.utils.clip_grad_norm_(net.parameters(), clip)

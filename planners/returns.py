@@ -31,36 +31,54 @@ def lambda_returns(reward: torch.Tensor, cont: torch.Tensor, value: torch.Tensor
     return torch.stack(out[::-1], 1)  # (N, H)
 
 
+def quantiles(flat: torch.Tensor, qs: tuple[float, ...]) -> torch.Tensor:
+    """torch.quantile's linear interpolation for the fixed levels qs of a 1-D tensor -> (len(qs),).
+    The levels are Python floats, so nothing is read back from the device (torch.quantile
+    checks a tensor of levels on the host, which a CUDA graph cannot capture)."""
+    ordered = flat.sort().values
+    n = ordered.numel()
+    out = []
+    for q in qs:
+        pos = q * (n - 1)
+        lo = int(pos)
+        hi = min(lo + 1, n - 1)
+        out.append(torch.lerp(ordered[lo], ordered[hi], pos - lo))
+    return torch.stack(out)
+
+
 class ReturnNormalizer:
     """Scale advantages by max(1, P95 - P5) of the returns, tracked as an EMA. Dividing by
-    a range (not a std) and never scaling up below 1 keeps small sparse rewards intact."""
+    a range (not a std) and never scaling up below 1 keeps small sparse rewards intact.
+    The EMA is a tensor on the returns' device, updated in place, so an update reads nothing
+    back to the host (worldmodel/graphs.py captures it); non-finite percentiles are ignored."""
 
     def __init__(self, rate: float = 0.01, low: float = 0.05, high: float = 0.95,
                  limit: float = 1.0) -> None:
         self.rate, self.low, self.high, self.limit = rate, low, high, limit
-        self.lo: float | None = None
-        self.hi: float | None = None
+        self.range: torch.Tensor | None = None  # (2,): the EMAs of P_low and P_high
 
     def update(self, returns: torch.Tensor) -> None:
-        flat = returns.detach().float().flatten()
-        q = torch.quantile(flat, torch.tensor([self.low, self.high], device=flat.device))
-        lo, hi = float(q[0]), float(q[1])
-        if self.lo is None:
-            self.lo, self.hi = lo, hi
-        else:
-            self.lo += self.rate * (lo - self.lo)
-            self.hi += self.rate * (hi - self.hi)
+        q = quantiles(returns.detach().float().flatten(), (self.low, self.high))
+        if self.range is None or self.range.device != q.device:  # first update, or after a load
+            self.range = torch.full_like(q, float("nan")) if self.range is None else self.range.to(q.device)
+        # not yet finite (the first update): start at these percentiles
+        new = torch.where(torch.isfinite(self.range), self.range + self.rate * (q - self.range), q)
+        self.range.copy_(torch.where(torch.isfinite(new), new, self.range))
 
     @property
-    def scale(self) -> float:
-        if self.lo is None:
+    def scale(self) -> torch.Tensor | float:
+        """max(limit, hi - lo): a 0-dim tensor once updated, 1.0 before."""
+        if self.range is None:
             return 1.0
-        return max(self.limit, self.hi - self.lo)
+        return torch.nan_to_num(self.range[1] - self.range[0], nan=self.limit).clamp(min=self.limit)
 
     def state_dict(self) -> dict[str, float]:
-        return {"lo": self.lo if self.lo is not None else float("nan"),
-                "hi": self.hi if self.hi is not None else float("nan")}
+        lo, hi = (float("nan"),) * 2 if self.range is None else self.range.tolist()
+        return {"lo": lo, "hi": hi}
 
     def load_state_dict(self, state: dict[str, float]) -> None:
         lo, hi = float(state["lo"]), float(state["hi"])
-        self.lo, self.hi = (None, None) if lo != lo else (lo, hi)
+        if self.range is not None:  # in place: a captured CUDA graph keeps updating this tensor
+            self.range.copy_(torch.tensor([lo, hi]))  # NaN (never updated) restarts the EMA
+        else:
+            self.range = None if lo != lo else torch.tensor([lo, hi])

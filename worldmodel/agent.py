@@ -19,6 +19,7 @@ from planners.mpc import LatentMPC
 from planners.mppi import MPPI
 from worldmodel import distributed
 from worldmodel.config import Config
+from worldmodel.graphs import UpdateGraphs
 from worldmodel.model import WorldModel
 from worldmodel.nets import adam
 
@@ -121,22 +122,23 @@ class Agent:
         self.skipped_updates = 0
         self.fault_streak = 0  # skipped updates in a row; a good update resets it
         self.last_fault = ""  # the loss term of the latest skipped update
+        # what learns in imagination: the planner, or the actor-critic an MPC planner wraps
+        self.behavior = getattr(self.planner, "actor_critic", self.planner)
         self._loss_step = self._loss
         self.cuda_graphs = bool(cfg.run.cuda_graphs) and self.device.type == "cuda"
-        if (cfg.run.compile or self.cuda_graphs) and self.device.type == "cuda":
-            self.compile(loss_mode="reduce-overhead" if self.cuda_graphs else None)
+        self.graphs = UpdateGraphs() if self.cuda_graphs else None
+        if cfg.run.compile and self.device.type == "cuda":
+            self.compile()
 
-    def compile(self, backend: str = "inductor", loss_mode: str | None = None) -> None:
+    def compile(self, backend: str = "inductor") -> None:
         """torch.compile the two hot paths: the world-model loss and one imagined step
         (`img_step`, which every imagination loop calls: the actor-critic's update, MPC's
         candidates, videos). Each traces as one graph for every backbone, with no fallback to
         Python between kernels (tests/worldmodel/test_compile.py), so on a GPU the elementwise
         work of a step fuses into a few kernels. `run.compile` calls it on CUDA only: on the
-        CPU the compile time is not recovered (README, "Speed of one update"). `loss_mode`
-        "reduce-overhead" also replays the loss as CUDA graphs (benchmarks/gpu_check.sh); the
-        imagined step keeps the default mode, since imagination keeps every step's output and
-        a graph replay would overwrite the previous one's."""
-        self._loss_step = torch.compile(self._loss, backend=backend, mode=loss_mode)
+        CPU the compile time is not recovered (README, "Speed of one update"). With
+        `run.cuda_graphs` as well, the compiled kernels are what the graphs capture."""
+        self._loss_step = torch.compile(self._loss, backend=backend)
         rssm = self.model.rssm
         # an instance attribute shadows the method: imagine() (every backbone's) calls self.img_step
         rssm.img_step = torch.compile(rssm.img_step, backend=backend)
@@ -144,10 +146,9 @@ class Agent:
     def use_distributed(self, ctx: distributed.Context) -> None:
         """Average every gradient over ranks and start from rank 0's parameters."""
         self.ctx = ctx
-        behavior = getattr(self.planner, "actor_critic", self.planner)
-        behavior.grad_sync = lambda params: distributed.average_gradients(params, ctx)
+        self.behavior.grad_sync = lambda params: distributed.average_gradients(params, ctx)
         distributed.broadcast_module(self.model, ctx)
-        distributed.broadcast_module(behavior, ctx)
+        distributed.broadcast_module(self.behavior, ctx)
 
     def param_counts(self) -> dict[str, int]:
         count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
@@ -218,7 +219,9 @@ class Agent:
 
     # -- learning ----------------------------------------------------------------------------
     def _loss(self, batch: dict[str, torch.Tensor]):
-        ctx = torch.autocast("cuda", torch.bfloat16) if self.bf16 else contextlib.nullcontext()
+        # a CUDA graph cannot keep autocast's cache of cast weights (PyTorch's docs)
+        ctx = (torch.autocast("cuda", torch.bfloat16, cache_enabled=not self.cuda_graphs) if self.bf16
+               else contextlib.nullcontext())
         with ctx:
             return self.model.loss(batch)
 
@@ -236,11 +239,15 @@ class Agent:
         return out
 
     def train_step(self, data: dict[str, np.ndarray]) -> dict[str, float]:
+        """One world-model and one planner update on a replayed batch. Each half is a
+        device-only gradient step and a host step (checks, all-reduce, optimizer); with
+        `run.cuda_graphs` the gradient steps replay as CUDA graphs (worldmodel/graphs.py)."""
         batch = self.to_batch(data)
-        if self.cuda_graphs:  # a new iteration: the previous update's graph outputs may be reused
-            torch.compiler.cudagraph_mark_step_begin()
-        total, losses, post = self._loss_step(batch)
-        metrics = {f"loss/{k}": float(v.detach()) for k, v in losses.items()}
+        run: Any = lambda name, fn: fn()  # noqa: E731
+        if self.graphs is not None:
+            batch, run = self.graphs.inputs(batch), self.graphs.run
+        total, losses, post = run("model", lambda: self._model_gradients(batch))
+        metrics = dict(zip((f"loss/{k}" for k in losses), torch.stack(list(losses.values())).tolist()))
         self.last_latent = None
         if self.context and bool(torch.isfinite(post["deter"]).all()):
             # fresher latents for the replay context, which the trainer writes back
@@ -250,19 +257,39 @@ class Agent:
         if not torch.isfinite(total) and not self.ctx.active:
             bad = [k for k, v in losses.items() if not torch.isfinite(v)]
             return self._skip(metrics, bad[0] if bad else "total")
-        self.model_opt.zero_grad(set_to_none=True)
-        total.backward()
         distributed.average_gradients(self.model.parameters(), self.ctx)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.model_clip)
         if not torch.isfinite(norm):
             return self._skip(metrics, "gradient")
         self.model_opt.step()
         metrics["train/model_grad_norm"] = float(norm)
+        behavior = self.behavior.apply(run("behavior", lambda: self._behavior_gradients(batch, post)))
+        metrics.update(behavior)
+        self.updates += 1
+        # the planner skips its own optimizer step on a non-finite loss or gradient
+        for term, key in (("actor_loss", "actor_loss"), ("critic_loss", "critic_loss"),
+                          ("actor_gradient", "actor_grad_norm"), ("critic_gradient", "critic_grad_norm")):
+            if key in behavior and not np.isfinite(behavior[key]):
+                return self._skip(metrics, term)
+        self.fault_streak = 0
+        return metrics
+
+    def _model_gradients(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict, dict]:
+        """The world-model loss and its gradients (in .grad): (total, terms, posterior)."""
+        self.model_opt.zero_grad(set_to_none=True)
+        total, losses, post = self._loss_step(batch)
+        total.backward()  # a non-finite total is skipped after (train_step), gradients unused
+        return total, losses, post
+
+    def _behavior_gradients(self, batch: dict[str, torch.Tensor],
+                            post: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The planner's losses and gradients from imagination started at every posterior
+        state of the batch; returns its losses and metrics as tensors."""
         # the replayed sequences, for the critic's loss on real returns (critic.replay_loss)
         replay = None
         if self.cfg.critic.replay_loss:
             reward = batch["reward"]
-            penalty = getattr(getattr(self.planner, "actor_critic", self.planner), "cost_penalty", 0.0)
+            penalty = getattr(self.behavior, "cost_penalty", 0.0)
             if "cost" in batch and penalty:  # the critic's rewards are penalised, as in imagination
                 reward = reward - penalty * batch["cost"]
             replay = {"feat": self.model.feat(post).detach(), "reward": reward, "mask": batch["mask"],
@@ -283,16 +310,7 @@ class Agent:
             start = {k: v[idx] for k, v in start.items()}
             start_cont, weight = start_cont[idx], weight[idx]
             allowed = allowed[idx] if allowed is not None else None
-        behavior = self.planner.update(self.model, start, start_cont, weight, allowed, replay)
-        metrics.update(behavior)
-        self.updates += 1
-        # the planner skips its own optimizer step on a non-finite loss or gradient
-        for term, key in (("actor_loss", "actor_loss"), ("critic_loss", "critic_loss"),
-                          ("actor_gradient", "actor_grad_norm"), ("critic_gradient", "critic_grad_norm")):
-            if key in behavior and not np.isfinite(behavior[key]):
-                return self._skip(metrics, term)
-        self.fault_streak = 0
-        return metrics
+        return self.behavior.gradients(self.model, start, start_cont, weight, allowed, replay)
 
     def _skip(self, metrics: dict[str, Any], term: str) -> dict[str, Any]:
         """Count an update skipped for a non-finite `term`; the trainer stops on a long streak."""

@@ -154,7 +154,10 @@ class BoundedNormal:
         mu, std = raw.float().chunk(2, -1)
         self.mean = torch.tanh(mu)
         self.std = (max_std - min_std) * torch.sigmoid(std + 2.0) + min_std
-        self.dist = torch.distributions.Normal(self.mean, self.std)
+        # no argument checks: std > 0 by construction, and a check reads every tensor back to
+        # the host (a sync per imagined step on a GPU; a CUDA graph cannot capture it). A NaN
+        # then reaches the loss, where the update is skipped (worldmodel/faults.py), not raised.
+        self.dist = torch.distributions.Normal(self.mean, self.std, validate_args=False)
 
     def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
         noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device)

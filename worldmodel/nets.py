@@ -74,6 +74,17 @@ def compiling() -> bool:
     return bool(is_compiling and is_compiling())
 
 
+# True while worldmodel/graphs.py captures a CUDA graph (a flag of ours: a CPU-only torch
+# build cannot even ask torch.cuda whether a stream is capturing)
+CAPTURING = [False]
+
+
+def tracing() -> bool:
+    """True while torch.compile traces or a CUDA graph is captured: code must then take
+    paths that do not depend on tensor values (no host reads, no branches on data)."""
+    return CAPTURING[0] or compiling()
+
+
 def _latent_product(x: torch.Tensor, index: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                     table: torch.Tensor, dense: int) -> torch.Tensor:
     """x @ W.T (+ b) for x (R, D + G*C) = [dense part | one-hot groups] with the one-hot part

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from worldmodel.dists import categorical_kl, onehot, onehot_sample, unimix_logits, unimix_probs
-from worldmodel.nets import MLP, LatentLinear, Norm, compiling, init_linear
+from worldmodel.nets import MLP, LatentLinear, Norm, init_linear, tracing
 
 # {"deter": (B, D), "stoch": (B, S*C), "logits": (B, S, C), "index": (B, S) int64}. `index` is
 # the class of each latent as a column of stoch (s*C + class; S*C where stoch is zero):
@@ -166,8 +166,9 @@ class RSSM(nn.Module):
         e_proj = self.post_e(embed).unbind(1)
         keeps = keep.unbind(1)
         # (T,) steps where some sequence starts anew; one host sync. Under torch.compile a
-        # list of Python bools would specialise the graph on each batch's resets: mask always.
-        resets = [True] * T if compiling() else is_first.bool().any(0).tolist()
+        # list of Python bools would specialise the graph on each batch's resets, and a CUDA
+        # graph cannot read the host at all: mask always.
+        resets = [True] * T if tracing() else is_first.bool().any(0).tolist()
         deters, stochs, logits_all, indices = [], [], [], []
         deter, stoch = state["deter"], state["stoch"]
         for t in range(T):

@@ -72,3 +72,33 @@ def test_lambda_returns_match_the_recursion_with_gradients():
         grads.append((reward.grad.clone(), value.grad.clone()))
     for a, b in zip(*grads):
         torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+
+
+def test_quantiles_match_torch_quantile():
+    from planners.returns import quantiles
+    x = torch.randn(1013, generator=torch.Generator().manual_seed(0))
+    levels = (0.0, 0.05, 0.5, 0.95, 1.0)
+    assert torch.allclose(quantiles(x, levels), torch.quantile(x, torch.tensor(levels)), atol=1e-6)
+
+
+def test_return_normalizer_ignores_nonfinite_returns_and_round_trips():
+    norm = ReturnNormalizer(rate=0.5)
+    norm.update(torch.tensor([float("nan")] * 4))  # a broken first batch leaves no trace
+    assert norm.scale == 1.0
+    norm.update(torch.arange(101, dtype=torch.float32))  # then the first finite one starts the EMA
+    assert abs(norm.scale - 90.0) < 1e-3
+    norm.update(torch.tensor([0.0, float("inf")]))
+    assert abs(norm.scale - 90.0) < 1e-3
+    norm.update(torch.zeros(101))  # EMA: halfway to a zero range
+    assert abs(norm.scale - 45.0) < 1e-3
+    loaded = ReturnNormalizer(rate=0.5)
+    loaded.load_state_dict(norm.state_dict())
+    assert abs(loaded.scale - 45.0) < 1e-3
+    fresh = ReturnNormalizer()
+    fresh.load_state_dict(ReturnNormalizer().state_dict())
+    assert fresh.range is None and fresh.scale == 1.0
+    kept = norm.range  # a load into a used normaliser writes in place (a CUDA graph holds it)
+    norm.load_state_dict(ReturnNormalizer().state_dict())
+    assert norm.range is kept and norm.scale == 1.0
+    norm.update(torch.arange(101, dtype=torch.float32))
+    assert abs(norm.scale - 90.0) < 1e-3

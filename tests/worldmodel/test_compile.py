@@ -71,12 +71,12 @@ def test_compiled_agent_trains_like_the_eager_one():
     # (the loss itself agrees), so both agents re-seed before imagining: from there on the
     # actor-critic's imagination runs the compiled step and must give eager's numbers.
     for ag in (eager, compiled):
-        update = ag.planner.update
+        gradients = ag.behavior.gradients
 
-        def reseeded(*args, _update=update, **kwargs):
+        def reseeded(*args, _gradients=gradients, **kwargs):
             torch.manual_seed(4)
-            return _update(*args, **kwargs)
-        ag.planner.update = reseeded
+            return _gradients(*args, **kwargs)
+        ag.behavior.gradients = reseeded
     batch = _fake_batch(eager, eager.cfg, np.random.default_rng(0))
     for _ in range(2):
         torch.manual_seed(3)
@@ -85,34 +85,3 @@ def test_compiled_agent_trains_like_the_eager_one():
         got = compiled.train_step(batch)
         for key in ("loss/rec", "loss/reward", "critic_loss", "actor_loss", "imag_return"):
             assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
-
-
-def test_cuda_graphs_replay_only_the_loss(monkeypatch):
-    """`run.cuda_graphs`: the loss is compiled with mode reduce-overhead (CUDA graphs); the
-    imagined step with the default mode, since imagination keeps every step's outputs and a
-    graph replay would overwrite them."""
-    calls = []
-
-    def fake_compile(fn, **kwargs):
-        calls.append((getattr(fn, "__name__", ""), kwargs.get("mode")))
-        return fn
-    monkeypatch.setattr(torch, "compile", fake_compile)
-    agent().compile(loss_mode="reduce-overhead")
-    assert calls == [("_loss", "reduce-overhead"), ("img_step", None)]
-
-
-def test_cuda_graphs_mark_a_new_step_each_update(monkeypatch):
-    """With CUDA graphs every update tells the graph trees that a new iteration begins, so
-    the previous update's graph outputs may be overwritten (set by hand here: on a CPU,
-    `run.cuda_graphs` is off, as `run.compile` is)."""
-    ag = agent(**{"run.cuda_graphs": True})
-    assert ag.cuda_graphs is False  # CPU: nothing to capture
-    marks = []
-    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
-    batch = _fake_batch(ag, ag.cfg, np.random.default_rng(0))
-    ag.train_step(batch)
-    assert marks == []
-    ag.cuda_graphs = True
-    ag.train_step(batch)
-    ag.train_step(batch)
-    assert marks == [1, 1]
