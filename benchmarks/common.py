@@ -43,6 +43,10 @@ def host_gflops() -> float:
 
 
 def commit() -> str:
+    """HEAD's short hash; $GIT_COMMIT where set (a copy of the tree on a lent GPU machine
+    may carry stale git metadata, so the device command names the commit it runs)."""
+    if os.environ.get("GIT_COMMIT"):
+        return os.environ["GIT_COMMIT"]
     try:
         return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
                               cwd=Path(__file__).parent, check=True).stdout.strip()

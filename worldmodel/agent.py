@@ -136,8 +136,8 @@ class Agent:
         candidates, videos). Each traces as one graph for every backbone, with no fallback to
         Python between kernels (tests/worldmodel/test_compile.py), so on a GPU the elementwise
         work of a step fuses into a few kernels. `run.compile` calls it on CUDA only: on the
-        CPU the compile time is not recovered (README, "Speed of one update"). With
-        `run.cuda_graphs` as well, the compiled kernels are what the graphs capture."""
+        CPU the compile time is not recovered (README, "Speed of one update"). It excludes
+        `run.cuda_graphs` (worldmodel/graphs.py), which is faster on its own."""
         self._loss_step = torch.compile(self._loss, backend=backend)
         rssm = self.model.rssm
         # an instance attribute shadows the method: imagine() (every backbone's) calls self.img_step

@@ -248,4 +248,8 @@ def load_config(presets: Iterable[str] = (), overrides: dict[str, Any] | None = 
                           f"disagreement), got {flat['behavior.explore_heads']}")
     if flat["train.ratio"] <= 0:
         raise ConfigError(f"config key 'train.ratio' must be positive, got {flat['train.ratio']}")
+    if flat["run.compile"] and flat["run.cuda_graphs"]:
+        raise ConfigError("config keys 'run.compile' and 'run.cuda_graphs' cannot both be true: the compiled "
+                          "kernels' random numbers could not be captured in a CUDA graph (torch 2.11, H200); "
+                          "keep run.cuda_graphs, the faster of the two")
     return Config(tree)

@@ -25,8 +25,11 @@ What a graph needs, and how it gets it:
   runs them with every host read raising); code that would branch on data checks
   `nets.tracing()`, which is true during a capture (the GRU's per-step reset mask).
 - Warm-up on a side stream. The first `warmup` updates run eagerly on a side stream, so
-  lazy initialisation (cuBLAS handles, autograd's streams, torch.compile's compilation when
-  `run.compile` is on as well) happens before the capture, as PyTorch's docs require.
+  lazy initialisation (cuBLAS handles, autograd's streams) happens before the capture, as
+  PyTorch's docs require.
+- Eager kernels only: with `run.compile` as well the capture failed on an H200 (torch 2.11:
+  the compiled kernels' random-number offsets), so the config refuses the pair.
+- A step that cannot be captured stays eager, with a one-line warning (`failed`).
 - Random numbers: the default CUDA generator is registered with every graph, so each replay
   draws new samples (imagination and the posterior sample differently every update).
 """

@@ -24,6 +24,7 @@ def test_presets_apply_left_to_right_then_overrides():
     ([], {"env.kwargs": "{bad json"}, "must be a JSON object"),
     ([], {"replay.batch": 0}, "must be positive"),
     ([], {"critic.replay_loss": -0.3}, "'critic.replay_loss' must be 0 or more"),
+    ([], {"run.compile": True, "run.cuda_graphs": True}, "'run.compile' and 'run.cuda_graphs' cannot both be true"),
     ([], {"replay.context": "sometimes"}, "must be true or false"),
 ])
 def test_bad_config_is_one_clear_line(presets, overrides, message):
