@@ -162,3 +162,87 @@ def test_captured_updates_train_like_eager_ones(env_id, over):
         assert got == pytest.approx(want, rel=0.25, abs=0.05), key
     assert runs["graphs"][-1]["loss/rec"] < runs["graphs"][0]["loss/rec"]
     assert runs["graphs"][-1]["imag_return"] != runs["graphs"][-2]["imag_return"]
+
+
+class FakeCuda:
+    """Stand-ins for the torch.cuda calls UpdateGraphs makes, recording what happens: a
+    capture runs fn once (recording), a replay re-runs the recorded fn."""
+
+    def __init__(self, fail_capture: bool = False):
+        self.fail_capture, self.events = fail_capture, []
+        cuda = self
+
+        class Stream:
+            def wait_stream(self, other):
+                pass
+
+        class Graph:
+            def replay(self):
+                cuda.events.append("replay")
+                self.fn()
+
+        class graph:  # noqa: N801 (torch's spelling)
+            def __init__(self, g, stream=None, capture_error_mode="global"):
+                assert capture_error_mode == "thread_local"  # the prefetch thread may copy meanwhile
+                self.g = g
+
+            def __enter__(self):
+                cuda.events.append("capture")
+                cuda.capturing = self.g
+                assert CAPTURING[0]
+                return self
+
+            def __exit__(self, *exc):
+                cuda.capturing = None
+                if cuda.fail_capture:
+                    raise RuntimeError("operation not permitted when stream is capturing")
+                return False
+
+        class stream:  # noqa: N801
+            def __init__(self, s):
+                pass
+
+            def __enter__(self):
+                cuda.events.append("eager")
+
+            def __exit__(self, *exc):
+                return False
+
+        self.Stream, self.CUDAGraph, self.graph, self.stream = Stream, Graph, graph, stream
+        self.current_stream = Stream
+        self.capturing = None
+
+    def install(self, monkeypatch):
+        for name in ("Stream", "CUDAGraph", "graph", "stream", "current_stream"):
+            monkeypatch.setattr(torch.cuda, name, getattr(self, name))
+
+
+def test_warm_up_then_one_capture_then_replays(monkeypatch):
+    cuda = FakeCuda()
+    cuda.install(monkeypatch)
+    graphs, calls = UpdateGraphs(warmup=2), []
+
+    def step():
+        calls.append(1)
+        if cuda.capturing is not None:
+            cuda.capturing.fn = step
+        return {"loss": torch.tensor(float(len(calls)))}
+    outs = []
+    for _ in range(5):
+        graphs.inputs({"x": torch.zeros(2)})
+        outs.append(graphs.run("model", step))
+    assert cuda.events == ["eager", "eager", "capture", "replay", "replay", "replay"]
+    assert graphs.captures == 1 and not graphs.failed and not CAPTURING[0]
+    assert outs[2] is outs[3] is outs[4]  # a replay hands back the captured outputs
+
+
+def test_a_step_that_cannot_be_captured_stays_eager(monkeypatch, capsys):
+    FakeCuda(fail_capture=True).install(monkeypatch)
+    graphs = UpdateGraphs(warmup=1)
+    for _ in range(4):
+        graphs.inputs({"x": torch.zeros(2)})
+        out = graphs.run("behavior", lambda: 7)
+        assert out == 7
+    err = capsys.readouterr().err
+    assert err.count("could not be captured") == 1 and "runs eagerly" in err and "\n" == err[-1]
+    assert "behavior" in graphs.failed and graphs.captures == 0 and not CAPTURING[0]
