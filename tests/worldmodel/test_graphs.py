@@ -11,6 +11,7 @@ from benchmarks.speed import _fake_batch
 from envs.spaces import action_spec, obs_spec
 from worldmodel.agent import Agent
 from worldmodel.config import load_config
+from worldmodel import graphs as graphs_module
 from worldmodel.graphs import UpdateGraphs
 from worldmodel.nets import CAPTURING
 
@@ -213,6 +214,8 @@ class FakeCuda:
         self.capturing = None
 
     def install(self, monkeypatch):
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(graphs_module, "_SIDE_STREAMS", {})
         for name in ("Stream", "CUDAGraph", "graph", "stream", "current_stream"):
             monkeypatch.setattr(torch.cuda, name, getattr(self, name))
 
@@ -234,6 +237,11 @@ def test_warm_up_then_one_capture_then_replays(monkeypatch):
     assert cuda.events == ["eager", "eager", "capture", "replay", "replay", "replay"]
     assert graphs.captures == 1 and not graphs.failed and not CAPTURING[0]
     assert outs[2] is outs[3] is outs[4]  # a replay hands back the captured outputs
+    # a second agent's graphs use the same side stream (PyTorch keeps a cuBLAS workspace per stream)
+    other = UpdateGraphs(warmup=2)
+    other.inputs({"x": torch.zeros(2)})
+    other.run("model", step)
+    assert other._stream is graphs._stream
 
 
 def test_a_step_that_cannot_be_captured_stays_eager(monkeypatch, capsys):
