@@ -15,6 +15,9 @@ A planner sees the world model only through its verbs (`imagine`, `reward`, `con
       replayed sequences themselves (feat, reward, cont, last, mask (B, T), and novelty
       (B, T) when the planner explores) for a critic
       that also learns from real returns (planners/actor_critic.py `_replay_loss`).
+      The agent runs it as two halves, `gradients(...)` (device work only, which
+      `run.cuda_graphs` captures) then `apply(...)` (host checks, optimizer steps), of the
+      ActorCritic itself or the one an MPC planner wraps (`actor_critic`).
 """
 from __future__ import annotations
 
