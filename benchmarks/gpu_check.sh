@@ -264,7 +264,9 @@ for fn, args in essential:
 for fn, args in optional:
     if time.time() - t_start > budget_s:
         if fn is do_time:
-            timings.append({"preset": args[0], "variant": args[1], "skipped": f"time budget {budget_s:.0f} s spent"})
+            shape = args[2] if len(args) > 2 else None
+            timings.append({"preset": args[0], "variant": args[1], "batch": shape and shape[0],
+                            "length": shape and shape[1], "skipped": f"time budget {budget_s:.0f} s spent"})
         else:
             runs.append({"preset": args[0], "steps": args[1], "device": device, "extra": " ".join(args[2]),
                          "skipped": f"time budget {budget_s:.0f} s spent"})

@@ -308,7 +308,9 @@ def gpu(root: Path) -> list[str]:
         "preset", "variant", "batch x length", "params", "ms/update (median)", "updates/s", "max GPU memory MB"],
         body, [r], note=f"Commit {r['commit']}; {r['total_s']:.0f} s in all, {r['failures']} failures.")
     body = [[f"--preset {t['preset']} --steps {t['steps']} {t['extra']}".strip(), str(t["returncode"]),
-             fmt(t["wall_s"], ".0f"), fmt(t["ups"]), fmt(t["fps"])] for t in r["train_runs"]]
+             fmt(t["wall_s"], ".0f"), fmt(t["ups"]), fmt(t["fps"])] if "skipped" not in t else
+            [f"--preset {t['preset']} --steps {t['steps']} {t['extra']}".strip(), t["skipped"], "", "", ""]
+            for t in r["train_runs"]]
     body += [[f"MPPI {p['samples']} x {p['horizon']} x {p['iterations']} (Pendulum-v1, small)",
               "0" if "error" not in p else "error", "", f"{fmt(p.get('ms_per_decision'))} ms/decision", ""]
              for p in r["planning"]]

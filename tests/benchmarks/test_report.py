@@ -143,18 +143,25 @@ def test_gpu_check_and_update_profile_rows_are_reported(tmp_path):
          "updates_per_s": 8.2, "max_memory_allocated_mb": 106.0},
         {"preset": "large", "variant": "bf16+compile", "skipped": "time budget 280 s spent"}],
         "train_runs": [{"preset": "small", "steps": 2000, "extra": "", "returncode": 0, "wall_s": 61.0, "ups": 9.5,
-                        "fps": 38.0}],
+                        "fps": 38.0},
+                       {"preset": "small", "steps": 1500, "extra": "--replay.prefetch off",
+                        "skipped": "time budget 150 s spent"}],
         "planning": [{"samples": 256, "horizon": 5, "iterations": 3, "ms_per_decision": 21.3}]})
     write(tmp_path, "update_profile", {"preset": "small", "device": "cuda", "precision": "bf16", "compile": "none",
                                        "machine": machine, "ms_per_update": 142.7, "aten_ops": 15373,
                                        "kernel_launches": 5303, "syncs": 28, "device_ms": 21.05, "device_busy": 0.09})
+    write(tmp_path, "update_profile", {"preset": "small", "device": "cuda", "precision": "float32", "compile": "none",
+                                       "cuda_graphs": True, "machine": machine, "ms_per_update": 28.93, "aten_ops": 491,
+                                       "kernel_launches": 67, "syncs": 12, "device_ms": 21.45, "device_busy": 0.596})
     text = report(tmp_path)
     assert "GPU: one update per preset (NVIDIA H200" in text
     assert "| small | bf16 | 16 x 32 | 451,718 | 121.7 | 8.2 | 106 |" in text
     assert "| large | bf16+compile | – | time budget 280 s spent |" in text
     assert "| --preset small --steps 2000 | 0 | 61 | 9.5 | 38.0 |" in text
+    assert "| --preset small --steps 1500 --replay.prefetch off | time budget 150 s spent |" in text
     assert "21.3 ms/decision" in text
     assert "| small | NVIDIA H200 | bf16 | none | 142.7 | 15,373 | 5,303 | 28 | 21.1 | 9% | abc1234 |" in text
+    assert "| small | NVIDIA H200 | float32 | none + CUDA graphs | 28.9 | 491 | 67 | 12 | 21.4 | 60% | abc1234 |" in text
 
 
 def test_noise_reach_rows_are_reported(tmp_path):
