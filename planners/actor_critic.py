@@ -142,8 +142,9 @@ class ActorCritic(nn.Module):
         """`allowed` (N, A) bool: the shield's verdict per action at each start, which are real
         replayed states (discrete actions with rules); trains the actor's proposals.
         `replay`: the replayed sequences the starts came from, for `_replay_loss`.
-        Three steps, which worldmodel/graphs.py runs apart: `gradients` on the device alone
-        (capturable as a CUDA graph), then `apply` with the host's checks and the optimizers."""
+        Two halves, which the agent runs apart (worldmodel/graphs.py): `gradients` on the
+        device alone (capturable as a CUDA graph), then `apply` with the host's checks and
+        the optimizers."""
         return self.apply(self.gradients(model, start, start_cont, weight, allowed, replay))
 
     def gradients(self, model: Any, start: dict[str, torch.Tensor], start_cont: torch.Tensor,
