@@ -62,14 +62,21 @@ def test_world_model_loss_is_one_graph_and_matches_eager():
     assert all(p.grad is not None for p in ag.model.rssm.parameters())
 
 
-def test_compiled_agent_trains_like_the_eager_one():
-    """Agent.compile (what run.compile calls on CUDA): the same update, step for step."""
+@pytest.mark.parametrize("imagination", ["step", "losses"])
+def test_compiled_agent_trains_like_the_eager_one(imagination):
+    """Agent.compile (what run.compile calls): the same update, step for step, with either
+    what CUDA compiles besides the loss (the imagined step) or what the CPU does (the
+    actor-critic's losses)."""
     eager, compiled = agent("gru"), agent("gru")
-    compiled.compile(backend="aot_eager")
-    assert compiled.model.rssm.img_step is not type(compiled.model.rssm).img_step  # the loops use it
+    compiled.compile(backend="aot_eager", imagination=imagination)
+    if imagination == "step":
+        assert compiled.model.rssm.img_step is not type(compiled.model.rssm).img_step  # the loops use it
+    else:
+        assert compiled.behavior.losses is not type(compiled.behavior).losses.__get__(compiled.behavior)
+        assert compiled.model.rssm.img_step.__func__ is type(compiled.model.rssm).img_step
     # A compiled graph with autograd draws its random numbers in another order than eager
     # (the loss itself agrees), so both agents re-seed before imagining: from there on the
-    # actor-critic's imagination runs the compiled step and must give eager's numbers.
+    # actor-critic's imagination runs the compiled code and must give eager's numbers.
     for ag in (eager, compiled):
         gradients = ag.behavior.gradients
 
