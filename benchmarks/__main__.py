@@ -7,7 +7,7 @@
         [--seeds 0 1 2] [--preset small] [--eval-every 1000]
         [--steps N] [--target R] [--check] [--set key=value ...]
                              learning curves; --check exits 1 unless every seed reached the target
-  speed [--presets debug small medium] [--threads 1] [--repeats 10]
+  speed [--presets debug small medium] [--threads 1] [--repeats 10] [--set run.compile=true]
                              time and FLOPs per update of each preset (benchmarks/speed.py)
   gather-ab [--presets small medium xs-matched] [--rounds 6] [--planner]
                              the heads' latent gather on against off, interleaved (benchmarks/speed.py)
@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--set", nargs="*", default=[], help="dotted overrides key=value (run.compile=true: "
+                   "time the compiled update; FLOPs are counted on the eager one)")
     p = sub.add_parser("gather-ab", help="the heads' latent gather on against off, interleaved")
     p.add_argument("--presets", nargs="+", default=["small", "medium", "xs-matched"])
     p.add_argument("--env", default="CartPole-v1")
@@ -174,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'preset':<8} {'params':>10} {'B x T':>8} {'ms/update':>10} {'updates/s':>10} "
               f"{'GFLOP/upd':>10} {'GFLOP/s':>8} {'% peak':>7}")
         for preset in args.presets:
-            r = time_updates(preset, args.env, args.threads, args.repeats)
+            r = time_updates(preset, args.env, args.threads, args.repeats, dict(kv.split("=", 1) for kv in args.set))
             r["matmul_peak_gflops"] = peak
             record("speed", r, command)
             print(f"{preset:<8} {r['params']:>10,} {r['batch']:>3} x {r['length']:<3} {r['ms_per_update']:>10.1f} "

@@ -79,7 +79,11 @@ def time_updates(preset: str, env_id: str = "CartPole-v1", threads: int = 1, rep
                  overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    cfg, agent = _agent(preset, env_id, overrides or {})
+    overrides = dict(overrides or {})
+    # run.compile: FLOPs are counted on the eager update (a dispatch mode does not see inside
+    # compiled kernels), then the agent is compiled and warmed up (the compile time is kept)
+    compiled = str(overrides.pop("run.compile", False)).lower() in ("1", "true", "yes")
+    cfg, agent = _agent(preset, env_id, overrides)
     rng = np.random.default_rng(0)
     batch = _fake_batch(agent, cfg, rng)
     for _ in range(2):
@@ -88,6 +92,13 @@ def time_updates(preset: str, env_id: str = "CartPole-v1", threads: int = 1, rep
     with FlopCounterMode(display=False) as counter:
         agent.train_step(batch)
     flops = counter.get_total_flops()
+    compile_s = None
+    if compiled:
+        t = time.perf_counter()
+        agent.compile()
+        for _ in range(3):  # compiling, and a recompile once the return normaliser has started
+            agent.train_step(batch)
+        compile_s = time.perf_counter() - t
     times, cpu = [], []
     for _ in range(repeats):
         t, c = time.perf_counter(), time.process_time()
@@ -101,7 +112,8 @@ def time_updates(preset: str, env_id: str = "CartPole-v1", threads: int = 1, rep
             "batch": cfg.replay.batch, "length": cfg.replay.length, "ms_per_update": per_update * 1e3,
             "cpu_ms_per_update": statistics.median(cpu) * 1e3,
             "updates_per_s": 1 / per_update, "gflop_per_update": flops / 1e9,
-            "gflops_achieved": flops / per_update / 1e9}
+            "gflops_achieved": flops / per_update / 1e9, "compiled": compiled, "compile_s": compile_s,
+            "overrides": overrides}
 
 
 # -- the latent gather, on against off ----------------------------------------------------------

@@ -41,3 +41,28 @@ def test_every_result_row_records_the_host_speed_and_keeps_the_thread_count(resu
     row = json.loads((results / "probe.jsonl").read_text())
     assert row["machine"]["matmul_gflops_1thread"] > 1.0  # any CPU that runs torch does more
     assert torch.get_num_threads() == before
+
+
+def test_time_updates_compiled_counts_flops_eagerly_then_times_the_compiled_agent(monkeypatch):
+    """`speed --set run.compile=true`: the FLOPs come from the eager update, then the agent
+    is compiled (Agent.compile) and its compile time recorded."""
+    import torch
+
+    from benchmarks.speed import time_updates
+    from worldmodel.agent import Agent
+    compiled = []
+    original = Agent.compile
+
+    def compile_aot(self, backend="inductor", imagination=None):
+        compiled.append(self)
+        return original(self, backend="aot_eager", imagination=imagination)  # traces, no codegen: fast
+    monkeypatch.setattr(Agent, "compile", compile_aot)
+    torch._dynamo.reset()
+    try:
+        r = time_updates("debug", repeats=2, overrides={"run.compile": "true"})
+        plain = time_updates("debug", repeats=2)
+    finally:
+        torch._dynamo.reset()
+    assert len(compiled) == 1 and r["compiled"] and r["compile_s"] > 0 and "run.compile" not in r["overrides"]
+    assert r["gflop_per_update"] == plain["gflop_per_update"] > 0
+    assert not plain["compiled"] and plain["compile_s"] is None
