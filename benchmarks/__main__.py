@@ -11,6 +11,8 @@
                              time and FLOPs per update of each preset (benchmarks/speed.py)
   gather-ab [--presets small medium xs-matched] [--rounds 6] [--planner]
                              the heads' latent gather on against off, interleaved (benchmarks/speed.py)
+  compile-ab [--presets small] [--env CartPole-v1 Pendulum-v1] [--threads 1] [--rounds 20]
+                             run.compile on against off, interleaved (benchmarks/speed.py)
   speed-grid [--preset small] [--batches 8 16 32] [--lengths 16 32 64] [--presets debug small medium]
                              time and peak memory per update against batch, length and model size
   plan-speed [--preset small] [--planner mppi cem] [--samples 256 --horizon 5 --iterations 3]
@@ -64,6 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--set", nargs="*", default=[], help="dotted overrides key=value (run.compile=true: "
                    "time the compiled update; FLOPs are counted on the eager one)")
+    p = sub.add_parser("compile-ab", help="run.compile on against off, interleaved in one process")
+    p.add_argument("--presets", nargs="+", default=["small"])
+    p.add_argument("--env", nargs="+", default=["CartPole-v1", "Pendulum-v1"])
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--rounds", type=int, default=20)
     p = sub.add_parser("gather-ab", help="the heads' latent gather on against off, interleaved")
     p.add_argument("--presets", nargs="+", default=["small", "medium", "xs-matched"])
     p.add_argument("--env", default="CartPole-v1")
@@ -182,6 +189,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{preset:<8} {r['params']:>10,} {r['batch']:>3} x {r['length']:<3} {r['ms_per_update']:>10.1f} "
                   f"{r['updates_per_s']:>10.2f} {r['gflop_per_update']:>10.2f} {r['gflops_achieved']:>8.1f} "
                   f"{100 * r['gflops_achieved'] / peak:>6.0f}%")
+    elif args.cmd == "compile-ab":
+        from benchmarks.speed import compile_ab
+        for preset in args.presets:
+            for env_id in args.env:
+                r = compile_ab(preset, env_id, args.threads, args.rounds)
+                record("compile_ab", r, command)
+                print(f"{preset:<7} {env_id:<12} eager {r['cpu_ms_eager']:.1f} ms CPU, compiled "
+                      f"{r['cpu_ms_compiled']:.1f} ms CPU -> {r['speedup']:.2f}x (median of {r['rounds']}; "
+                      f"compiling took {r['compile_s']:.0f} s)")
     elif args.cmd == "gather-ab":
         from benchmarks.speed import gather_ab
         for preset in args.presets:

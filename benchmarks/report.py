@@ -3,7 +3,7 @@
   python -m benchmarks report
 
 Reads benchmarks/results/<suite>.jsonl for each suite present (learning, speed, speed_grid,
-gather_ab, plan_speed, sheeprl, shield, scaling, kill_resume, backbones, planning_scaling, memory_probe,
+gather_ab, compile_ab, plan_speed, sheeprl, shield, scaling, kill_resume, backbones, planning_scaling, memory_probe,
 gpu, update_profile, noise_reach) and keeps the
 newest row per setting; where a row holds several seeds the table gives their median (for
 learning, the newest run of each seed recorded at that row's commit). Under
@@ -214,6 +214,16 @@ def gather_ab(root: Path) -> list[str]:
         body, latest.values())
 
 
+def compile_ab(root: Path) -> list[str]:
+    latest = newest(load("compile_ab", root), lambda r: (r["preset"], r["env"], r["threads"]))
+    body = [[r["preset"], r["env"], str(r["threads"]), fmt(r["cpu_ms_eager"]), fmt(r["cpu_ms_compiled"]),
+             fmt(r["speedup"], ".2f") + "x", fmt(r["compile_s"], ".0f"), str(r["rounds"]), r["commit"]]
+            for r in latest.values()]
+    return _table("run.compile on the CPU: one update, eager against compiled (CPU ms, interleaved)", [
+        "preset", "env", "threads", "eager", "compiled", "speed-up", "compile s", "rounds", "commit"],
+        body, latest.values())
+
+
 def kill_resume(root: Path) -> list[str]:
     latest = newest(load("kill_resume", root), lambda r: (tuple(r["preset"]), r["steps"], r["cycles"]))
     body = []
@@ -343,7 +353,8 @@ def noise_reach(root: Path) -> list[str]:
 
 
 SECTIONS: dict[str, Callable[[Path], list[str]]] = {
-    "learning": learning, "speed": speed, "speed_grid": speed_grid, "gather_ab": gather_ab, "plan_speed": plan_speed,
+    "learning": learning, "speed": speed, "speed_grid": speed_grid, "gather_ab": gather_ab, "compile_ab": compile_ab,
+    "plan_speed": plan_speed,
     "sheeprl": sheeprl,
     "shield": shield, "scaling": scaling, "kill_resume": kill_resume, "backbones": backbones,
     "planning_scaling": planning_scaling, "memory_probe": memory_probe, "gpu": gpu, "update_profile": update_profile,

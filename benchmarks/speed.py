@@ -159,6 +159,35 @@ def gather_ab(preset: str, env_id: str = "CartPole-v1", threads: int = 1, rounds
             "cpu_ms_gather": on * 1e3, "cpu_ms_dense": off * 1e3, "speedup": off / on}
 
 
+# -- run.compile on against off ----------------------------------------------------------------
+def compile_ab(preset: str, env_id: str = "CartPole-v1", threads: int = 1, rounds: int = 20) -> dict[str, Any]:
+    """Median CPU time per update of two agents of the same seed, one eager and one compiled
+    (`Agent.compile`, what run.compile does), alternating (eager, compiled, compiled, eager,
+    ...) in one process so that load changes hit both alike; plus the compile time."""
+    torch.set_num_threads(threads)
+    agents = {}
+    for name in ("eager", "compiled"):
+        torch.manual_seed(0)
+        cfg, agents[name] = _agent(preset, env_id, {})
+    batch = _fake_batch(agents["eager"], cfg, np.random.default_rng(0))
+    t = time.perf_counter()
+    agents["compiled"].compile()
+    for _ in range(3):  # compiling, and a recompile once the return normaliser has started
+        agents["compiled"].train_step(batch)
+    compile_s = time.perf_counter() - t
+    for _ in range(2):
+        agents["eager"].train_step(batch)
+    cpu: dict[str, list[float]] = {"eager": [], "compiled": []}
+    for r in range(rounds):
+        for name in (("eager", "compiled") if r % 2 == 0 else ("compiled", "eager")):
+            c = time.process_time()
+            agents[name].train_step(batch)
+            cpu[name].append(time.process_time() - c)
+    eager, compiled = statistics.median(cpu["eager"]), statistics.median(cpu["compiled"])
+    return {"preset": preset, "env": env_id, "threads": threads, "rounds": rounds, "compile_s": compile_s,
+            "cpu_ms_eager": eager * 1e3, "cpu_ms_compiled": compiled * 1e3, "speedup": eager / compiled}
+
+
 # -- scaling grid: time and memory against batch, sequence length and model size ---------------
 def update_cost(preset: str, batch: int, length: int, env_id: str = "CartPole-v1", threads: int = 1,
                 repeats: int = 3) -> dict[str, Any]:

@@ -46,6 +46,8 @@ def fill(folder):
            "ms_prior_off": 44.0, "ms_prior_on": 50.6, "prior_overhead": 0.15})
     write(folder, "gather_ab", {"preset": "xs-matched", "work": "update", "env": "CartPole-v1", "threads": 1,
                                 "rounds": 6, "cpu_ms_gather": 1123.0, "cpu_ms_dense": 1391.6, "speedup": 1.239})
+    write(folder, "compile_ab", {"preset": "small", "env": "Pendulum-v1", "threads": 1, "rounds": 20,
+                                 "compile_s": 381.2, "cpu_ms_eager": 349.9, "cpu_ms_compiled": 230.0, "speedup": 1.521})
     run = {"task": "corridor", "steps": 3000, "veto_rate_first10": 0.1, "veto_rate_last10": 0.0,
            "eval_shield_off": {"success": 0.0}}
     write(folder, "shield", {"task": "corridor", "runs": [
@@ -70,6 +72,7 @@ def test_report_tables_hold_the_medians(tmp_path):
     assert "| Pendulum-v1 | mppi | 0.003 | 256 x 5 x 3 | 44.0 | 50.6 | +15.0% |" in text
     assert text.count("| Pendulum-v1 | small | mppi |") == 1  # overhead rows are not decision times
     assert "| xs-matched | update | CartPole-v1 | 1 | 1391.6 | 1123.0 | 1.24x |" in text
+    assert "| small | Pendulum-v1 | 1 | 349.9 | 230.0 | 1.52x | 381 | 20 |" in text
     shield = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| corridor |")}
     assert "| 0 | 20 |" in shield["on"]  # median over seeds of 10, 30, 20 vetoes
     assert "| 11 | 11 |" in shield["off"]  # median of 7, 400, 11 violations

@@ -66,3 +66,20 @@ def test_time_updates_compiled_counts_flops_eagerly_then_times_the_compiled_agen
     assert len(compiled) == 1 and r["compiled"] and r["compile_s"] > 0 and "run.compile" not in r["overrides"]
     assert r["gflop_per_update"] == plain["gflop_per_update"] > 0
     assert not plain["compiled"] and plain["compile_s"] is None
+
+
+def test_compile_ab_alternates_an_eager_and_a_compiled_agent(monkeypatch):
+    import torch
+
+    from benchmarks.speed import compile_ab
+    from worldmodel.agent import Agent
+    original = Agent.compile
+    monkeypatch.setattr(Agent, "compile", lambda self, backend="inductor", imagination=None:
+                        original(self, backend="aot_eager", imagination=imagination))
+    torch._dynamo.reset()
+    try:
+        r = compile_ab("debug", rounds=2)
+    finally:
+        torch._dynamo.reset()
+    assert r["cpu_ms_eager"] > 0 and r["cpu_ms_compiled"] > 0 and r["compile_s"] > 0
+    assert abs(r["speedup"] - r["cpu_ms_eager"] / r["cpu_ms_compiled"]) < 1e-9
