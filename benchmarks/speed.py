@@ -24,7 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -116,6 +116,18 @@ def time_updates(preset: str, env_id: str = "CartPole-v1", threads: int = 1, rep
             "overrides": overrides}
 
 
+def alternate(work: dict[Any, Callable[[], Any]], rounds: int) -> dict[Any, float]:
+    """Median CPU seconds of each callable over `rounds` rounds, run in alternating order
+    (a, b, then b, a, ...) so that changes of the machine's load hit every one alike."""
+    cpu: dict[Any, list[float]] = {key: [] for key in work}
+    for r in range(rounds):
+        for key in (list(work) if r % 2 == 0 else list(work)[::-1]):
+            c = time.process_time()
+            work[key]()
+            cpu[key].append(time.process_time() - c)
+    return {key: statistics.median(times) for key, times in cpu.items()}
+
+
 # -- the latent gather, on against off ----------------------------------------------------------
 def gather_ab(preset: str, env_id: str = "CartPole-v1", threads: int = 1, rounds: int = 6,
               planner: bool = False) -> dict[str, Any]:
@@ -141,19 +153,15 @@ def gather_ab(preset: str, env_id: str = "CartPole-v1", threads: int = 1, rounds
         cfg, agent = _agent(preset, env_id, overrides)
         batch = _fake_batch(agent, cfg, np.random.default_rng(0))
         work = lambda: agent.train_step(batch)  # noqa: E731
-    cpu: dict[bool, list[float]] = {True: [], False: []}
+    def switched(flag: bool) -> Callable[[], Any]:
+        return lambda: (setattr(LatentLinear, "enabled", flag), work())
     try:
         for _ in range(2):
             work()
-        for r in range(rounds):
-            for flag in ((True, False) if r % 2 == 0 else (False, True)):
-                LatentLinear.enabled = flag
-                c = time.process_time()
-                work()
-                cpu[flag].append(time.process_time() - c)
+        cpu = alternate({True: switched(True), False: switched(False)}, rounds)
     finally:
         LatentLinear.enabled = True
-    on, off = statistics.median(cpu[True]), statistics.median(cpu[False])
+    on, off = cpu[True], cpu[False]
     return {"preset": name, "env": env_id, "threads": threads, "rounds": rounds,
             "work": "mppi 256x5x3 decision" if planner else "update",
             "cpu_ms_gather": on * 1e3, "cpu_ms_dense": off * 1e3, "speedup": off / on}
@@ -177,13 +185,8 @@ def compile_ab(preset: str, env_id: str = "CartPole-v1", threads: int = 1, round
     compile_s = time.perf_counter() - t
     for _ in range(2):
         agents["eager"].train_step(batch)
-    cpu: dict[str, list[float]] = {"eager": [], "compiled": []}
-    for r in range(rounds):
-        for name in (("eager", "compiled") if r % 2 == 0 else ("compiled", "eager")):
-            c = time.process_time()
-            agents[name].train_step(batch)
-            cpu[name].append(time.process_time() - c)
-    eager, compiled = statistics.median(cpu["eager"]), statistics.median(cpu["compiled"])
+    cpu = alternate({name: (lambda a=agent: a.train_step(batch)) for name, agent in agents.items()}, rounds)
+    eager, compiled = cpu["eager"], cpu["compiled"]
     return {"preset": preset, "env": env_id, "threads": threads, "rounds": rounds, "compile_s": compile_s,
             "cpu_ms_eager": eager * 1e3, "cpu_ms_compiled": compiled * 1e3, "speedup": eager / compiled}
 
