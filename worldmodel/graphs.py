@@ -110,11 +110,12 @@ class UpdateGraphs:
                 out = fn()
         except Exception as exc:  # something in fn cannot be captured: stay eager, say so once
             self.failed[name] = f"{type(exc).__name__}: {exc}".splitlines()[0][:300]
+        finally:
+            CAPTURING[0] = False
+        if name in self.failed:
             print(f"warning: run.cuda_graphs: the {name} step could not be captured as a CUDA graph "
                   f"({self.failed[name]}); it runs eagerly", file=sys.stderr, flush=True)
             return self._eager(fn)
-        finally:
-            CAPTURING[0] = False
         self.graphs[name], self.outputs[name] = graph, out
         self.captures += 1
         graph.replay()  # a capture records the kernels without running them

@@ -246,11 +246,12 @@ def test_warm_up_then_one_capture_then_replays(monkeypatch):
 
 def test_a_step_that_cannot_be_captured_stays_eager(monkeypatch, capsys):
     FakeCuda(fail_capture=True).install(monkeypatch)
-    graphs = UpdateGraphs(warmup=1)
+    graphs, flags = UpdateGraphs(warmup=1), []
     for _ in range(4):
         graphs.inputs({"x": torch.zeros(2)})
-        out = graphs.run("behavior", lambda: 7)
+        out = graphs.run("behavior", lambda: flags.append(CAPTURING[0]) or 7)
         assert out == 7
+    assert flags == [False, True, False, False, False]  # warm-up, the failed capture, then eager
     err = capsys.readouterr().err
     assert err.count("could not be captured") == 1 and "runs eagerly" in err and "\n" == err[-1]
     assert "behavior" in graphs.failed and graphs.captures == 0 and not CAPTURING[0]
