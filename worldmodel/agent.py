@@ -7,6 +7,7 @@ Legend: B envs (acting) or batch (training), T sequence length, A action size.
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import Any
 
 import numpy as np
@@ -127,6 +128,9 @@ class Agent:
         self._loss_step = self._loss
         self.cuda_graphs = bool(cfg.run.cuda_graphs) and self.device.type == "cuda"
         self.graphs = UpdateGraphs() if self.cuda_graphs else None
+        if cfg.run.cuda_graphs and not self.cuda_graphs:
+            print(f"note: run.cuda_graphs needs a CUDA device; on {self.device.type} every update runs "
+                  f"eagerly (on a CPU, --run.compile true is what speeds an update up)", file=sys.stderr)
         if cfg.run.compile:
             self.compile()
 

@@ -128,9 +128,11 @@ def test_inputs_are_fixed_tensors_and_a_new_shape_starts_over():
     assert fresh["x"].shape == (4, 3) and not graphs.warm and graphs.graphs == {}
 
 
-def test_cuda_graphs_are_cuda_only():
+def test_cuda_graphs_are_cuda_only(capsys):
     ag = agent(**{"run.cuda_graphs": True})
     assert ag.graphs is None  # a CPU has nothing to capture: the eager update
+    err = capsys.readouterr().err
+    assert "run.cuda_graphs needs a CUDA device" in err and err.count("\n") == 1  # one line says so
     ag.train_step(batch_for(ag))
 
 
