@@ -102,6 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also time each planner with the env's shipped rules in imagination, and print the overhead")
     p.add_argument("--prior", type=float, default=None,
                    help="also time each planner with planner.prior at this weight against 0, interleaved")
+    p.add_argument("--compile", action="store_true",
+                   help="also time each MPC planner compiled (run.compile) against eager, interleaved")
     # add_help=False: -h goes through to compare.py, which lists its own options
     p = sub.add_parser("compare", add_help=False, allow_abbrev=False,
                        help="side by side with SheepRL (benchmarks/sheeprl/compare.py)")
@@ -251,6 +253,15 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"  planner.prior {o['prior']:g} (interleaved, {o['rounds']} x 5 decisions each): "
                           f"off {o['ms_prior_off']:.1f} ms, on {o['ms_prior_on']:.1f} ms: "
                           f"{100 * o['prior_overhead']:+.1f}%", flush=True)
+                if args.compile and planner != "actor":
+                    from benchmarks.plan_speed import compile_speedup
+                    o = compile_speedup(env_id, args.preset, planner, args.samples, args.horizon, args.iterations,
+                                        args.threads, rounds=max(1, args.decisions // 5), warmup=args.warmup)
+                    record("plan_speed", o, command)
+                    print(f"  run.compile (interleaved, {o['rounds']} x 5 decisions each): eager {o['ms_eager']:.1f} ms, "
+                          f"compiled {o['ms_compiled']:.1f} ms ({o['compile_speedup']:.2f}x; compiled with one-hot "
+                          f"products {o['ms_compiled_onehot']:.1f} ms); compiling took {o['compile_s']:.0f} s",
+                          flush=True)
         print(f"(target: MPPI 256 x 5 x 3 within {TARGET_MS:g} ms per decision; preset {' '.join(args.preset)}, "
               f"{args.threads} thread(s), median of {args.decisions} decisions)")
     elif args.cmd == "report":

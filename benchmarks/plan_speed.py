@@ -2,7 +2,7 @@
 
   python -m benchmarks plan-speed [--preset small] [--planner mppi cem] [--env Pendulum-v1 CartPole-v1]
                                   [--samples 256 --horizon 5 --iterations 3] [--threads 1] [--decisions 50]
-                                  [--with-rules] [--prior 0.003]
+                                  [--with-rules] [--prior 0.003] [--compile]
 
 The agent is built through the project's factories (worldmodel/agent.py: `Agent` ->
 `build_model`, `build_planner`; the env through worldmodel/trainer.py `env_factory`) with
@@ -177,6 +177,49 @@ def prior_overhead(env_id: str, prior: float, presets: list[str] | None = None, 
             "samples": samples, "horizon": horizon, "iterations": iterations, "rounds": rounds,
             "per_round": per_round, "ms_prior_off": ms["off"], "ms_prior_on": ms["on"],
             "prior_overhead": ms["on"] / ms["off"] - 1.0}
+
+
+def compile_speedup(env_id: str, presets: list[str] | None = None, planner: str = "mppi",
+                    samples: int = 256, horizon: int = 5, iterations: int = 3, threads: int = 1,
+                    rounds: int = 10, per_round: int = 5, warmup: int = 5, seed: int = 0,
+                    backend: str = "inductor") -> dict[str, Any]:
+    """What `run.compile` does to a decision on the CPU (`LatentMPC.compile_returns`),
+    interleaved on one agent: eager; compiled; and compiled with the world model's latent
+    products as one-hot matmuls (`LatentLinear.enabled` off, the compiled path before
+    2026-11-30). The first call of each compiled setting (the compile) is timed apart."""
+    import torch
+    from worldmodel.nets import LatentLinear
+    torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    over = {"planner.kind": planner, "run.seed": seed, "planner.samples": samples,
+            "planner.horizon": horizon, "planner.iterations": iterations}
+    agent, env = _agent(env_id, presets or ["small"], over)
+    mpc = agent.planner
+    eager = mpc._returns
+    mpc.compile_returns(backend)
+    compiled = mpc._returns
+    names = ["eager", "compiled", "compiled_onehot"]
+
+    def apply(name: str) -> None:
+        mpc._returns = eager if name == "eager" else compiled
+        LatentLinear.enabled = name != "compiled_onehot"
+
+    compile_s = {}
+    obs, _ = env.reset(seed=seed)
+    for name in names[1:]:  # compile each setting once, outside the timed rounds
+        apply(name)
+        t = time.perf_counter()
+        agent.act(obs, None)
+        compile_s[name] = time.perf_counter() - t
+    try:
+        ms = interleaved(agent, env, names, apply, rounds, per_round, warmup, seed)
+    finally:
+        LatentLinear.enabled = True
+    return {"env": env_id, "presets": presets or ["small"], "planner": planner, "threads": threads,
+            "samples": samples, "horizon": horizon, "iterations": iterations, "rounds": rounds,
+            "per_round": per_round, "backend": backend, "ms_eager": ms["eager"], "ms_compiled": ms["compiled"],
+            "ms_compiled_onehot": ms["compiled_onehot"], "compile_speedup": ms["eager"] / ms["compiled"],
+            "compile_s": compile_s["compiled"], "compile_onehot_s": compile_s["compiled_onehot"]}
 
 
 def budget(row: dict[str, Any]) -> str:

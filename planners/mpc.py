@@ -191,6 +191,21 @@ class LatentMPC(nn.Module):
         """Imagine actions (B*N, H, A) from start (B*N, ...) -> (return, violations,
         robustness, first-step violation), each (B, N), and the share of the checked
         candidates predicted safe (B,). Unchecked candidates count as unsafe."""
+        ret, feats, index, cost = self._returns(model, start, actions)
+        ret = ret.reshape(B, -1)
+        if self.shield is None:
+            zeros = torch.zeros_like(ret)
+            return ret, zeros, zeros, zeros.bool(), torch.ones_like(ret[:, 0])
+        # the shield decodes batch-major trajectories: (B*N, H+1, F), (B*N, H)
+        return (ret, *self._check(model, feats.transpose(0, 1).contiguous(), actions, cost.t(), ret,
+                                  iteration, None if index is None else index.transpose(0, 1).contiguous()))
+
+    def _returns(self, model: Any, start: State, actions: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """Imagine actions (B*N, H, A) from start (B*N, ...) -> each candidate's return (B*N,),
+        the time-major feats (H+1, B*N, F), their latent index (H+1, B*N, S) or None, and the
+        predicted cost of each step (H, B*N) or None (without rules and penalty). Tensor work
+        only, no host reads: `run.compile` compiles it on the CPU (`compile_returns`)."""
         # Time-major, so the heads read feats[1:] without a copy (batch-major feats[:, 1:]
         # would be copied by each head: 3 copies of (B*N, H, F) per iteration).
         # feats (H+1, B*N, F); index (H+1, B*N, S): their latent classes, for the heads (or None)
@@ -216,13 +231,14 @@ class LatentMPC(nn.Module):
         ret = (weight * reward).sum(0) + self.gamma ** self.horizon * cont.prod(0) * value
         if self.prior:
             ret = ret + self._prior_bonus(feats, actions, index, weight)
-        ret = torch.nan_to_num(ret.float(), nan=-1e30, posinf=1e30, neginf=-1e30).reshape(B, -1)
-        if self.shield is None:
-            zeros = torch.zeros_like(ret)
-            return ret, zeros, zeros, zeros.bool(), torch.ones_like(ret[:, 0])
-        # the shield decodes batch-major trajectories: (B*N, H+1, F), (B*N, H)
-        return (ret, *self._check(model, feats.transpose(0, 1).contiguous(), actions, cost.t(), ret,
-                                  iteration, None if index is None else index.transpose(0, 1).contiguous()))
+        return torch.nan_to_num(ret.float(), nan=-1e30, posinf=1e30, neginf=-1e30), feats, index, cost
+
+    def compile_returns(self, backend: str = "inductor") -> None:
+        """torch.compile `_returns`, the imagination and scoring of every candidate (about
+        90% of a decision's time on the CPU; README "Planning speed"). An instance attribute
+        shadows the method. Each setting it reads (rules, penalty, exploring) is a guard of
+        the compiled code: a new one compiles once more."""
+        self._returns = torch.compile(self._returns, backend=backend)
 
     def _prior_bonus(self, feats: torch.Tensor, actions: torch.Tensor, index: torch.Tensor | None,
                      weight: torch.Tensor) -> torch.Tensor:

@@ -138,20 +138,28 @@ class LatentLinear(nn.Linear):
 
     def table(self) -> torch.Tensor:
         """The latent columns as embedding rows (G*C + 1, O), last row zero; rebuilt only
-        when the weight may have changed (its version, storage, or any optimizer step)."""
+        when the weight may have changed (its version, storage, or any optimizer step).
+        Under torch.compile it is built inside the graph each call (a (G*C, O) copy): the
+        cache key reads storage pointers, which a compiled graph cannot guard on."""
+        if compiling():
+            return self._build_table()
         w = self.weight
         key = (w._version, w.data_ptr(), _STEPS[0])
         if self._table is None or self._table[0] != key:
-            rows = w.detach()[:, self.dense:].t()
-            self._table = (key, torch.cat([rows, rows.new_zeros(1, rows.shape[1])], 0))
+            self._table = (key, self._build_table())
         return self._table[1]
+
+    def _build_table(self) -> torch.Tensor:
+        rows = self.weight.detach()[:, self.dense:].t()
+        return torch.cat([rows, rows.new_zeros(1, rows.shape[1])], 0)
 
     enabled = True  # class-wide switch (benchmarks time both paths in one process)
 
     def forward(self, x: torch.Tensor, index: torch.Tensor | None = None) -> torch.Tensor:
-        # GPUs multiply faster than they gather; autocast and torch.compile take the plain path
+        # GPUs multiply faster than they gather; autocast takes the plain path. Compiled code
+        # on the CPU gathers too: the one-hot product costs it what it costs eager code
         if (index is None or not self.enabled or x.device.type != "cpu" or x.dtype != self.weight.dtype
-                or cpu_autocast() or compiling()):
+                or cpu_autocast()):
             return super().forward(x)
         lead = x.shape[:-1]
         args = (x.reshape(-1, x.shape[-1]), index.reshape(-1, self.groups), self.weight, self.bias,

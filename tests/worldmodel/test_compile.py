@@ -92,3 +92,69 @@ def test_compiled_agent_trains_like_the_eager_one(imagination):
         got = compiled.train_step(batch)
         for key in ("loss/rec", "loss/reward", "critic_loss", "actor_loss", "imag_return"):
             assert got[key] == pytest.approx(want[key], rel=1e-4, abs=1e-6), key
+
+
+def _graph_ops(fn, *args, **kwargs) -> list[str]:
+    """Compile `fn` as one graph (raises on a break) and return the ops of its FX graph."""
+    seen: list[str] = []
+
+    def backend(gm, example_inputs):
+        seen.extend(str(node.target) for node in gm.graph.nodes if node.op == "call_function")
+        return gm
+    torch.compile(fn, backend=backend, fullgraph=True)(*args, **kwargs)
+    return seen
+
+
+def test_compiled_latent_product_gathers_on_the_cpu():
+    """Under torch.compile a LatentLinear given the latent index still gathers its latent
+    columns (an embedding bag) rather than multiplying a one-hot, with and without
+    gradients, and agrees with eager in values and gradients."""
+    from worldmodel.nets import LatentLinear
+    torch.manual_seed(0)
+    layer = LatentLinear(3 + 2 * 4, 5, dense=3, groups=2, classes=4)
+    index = torch.tensor([[1, 6], [0, 4], [3, 8]])  # flat indices; 8 = absent (the zero row)
+    onehot = torch.zeros(3, 8)
+    for row, cols in enumerate(index.tolist()):
+        onehot[row, [c for c in cols if c < 8]] = 1.0
+    x = torch.cat([torch.randn(3, 3), onehot], 1)
+    with torch.no_grad():
+        assert any("embedding_bag" in op for op in _graph_ops(layer, x, index))
+        torch.testing.assert_close(torch.compile(layer, backend="aot_eager")(x, index), layer(x, index))
+    xg = x.clone().requires_grad_()
+    assert any("embedding_bag" in op or "LatentProduct" in op or "autograd_function" in op
+               for op in _graph_ops(layer, xg, index))
+    layer(xg, index).square().sum().backward()
+    want = (xg.grad.clone(), layer.weight.grad.clone())
+    xg.grad, layer.weight.grad = None, None
+    torch.compile(layer, backend="aot_eager", fullgraph=True)(xg, index).square().sum().backward()
+    torch.testing.assert_close(xg.grad, want[0])
+    torch.testing.assert_close(layer.weight.grad, want[1])
+
+
+@pytest.mark.parametrize("latent", ["sample", "mode"])
+def test_compiled_mpc_scores_candidates_like_eager(latent):
+    """run.compile on the CPU compiles MPC's scoring of its candidates (`_returns`: the
+    imagination and the heads) as one graph, and a compiled agent decides as the eager one
+    does from the same seed (aot_eager draws the same random numbers as eager)."""
+    over = {"planner.kind": "mppi", "planner.samples": 16, "planner.elites": 4, "planner.horizon": 3,
+            "planner.iterations": 2, "planner.latent": latent}
+    eager, compiled = agent("gru", **over), agent("gru", **over)
+    compiled.compile(backend="aot_eager")
+    assert compiled.planner._returns is not type(compiled.planner)._returns.__get__(compiled.planner)
+    mpc = eager.planner
+    state = {k: v.repeat_interleave(8, 0) for k, v in eager.model.initial(2).items()}
+    actions = torch.eye(2)[torch.randint(0, 2, (16, 3))]  # one-hot CartPole actions (N, H, A)
+    with torch.no_grad():
+        ops = _graph_ops(mpc._returns, eager.model, state, actions)
+    assert any("embedding_bag" in op for op in ops)  # one graph (fullgraph), latent products gathered
+    env = gym.make("CartPole-v1")
+    obs, _ = env.reset(seed=0)
+    state_e = state_c = None
+    for _ in range(4):
+        torch.manual_seed(5)
+        act_e, state_e = eager.act(obs, state_e, explore=True)
+        torch.manual_seed(5)
+        act_c, state_c = compiled.act(obs, state_c, explore=True)
+        assert act_c == act_e
+        torch.testing.assert_close(compiled.planner.last_plan, eager.planner.last_plan, rtol=1e-5, atol=1e-6)
+        obs = env.step(act_e)[0]
