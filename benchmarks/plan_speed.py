@@ -183,7 +183,7 @@ def compile_speedup(env_id: str, presets: list[str] | None = None, planner: str 
                     samples: int = 256, horizon: int = 5, iterations: int = 3, threads: int = 1,
                     rounds: int = 10, per_round: int = 5, warmup: int = 5, seed: int = 0,
                     backend: str = "inductor") -> dict[str, Any]:
-    """What `run.compile` does to a decision on the CPU (`LatentMPC.compile_returns`),
+    """What `run.compile` does to a decision on the CPU (`LatentMPC.compile_imagination`),
     interleaved on one agent: eager; compiled; and compiled with the world model's latent
     products as one-hot matmuls (`LatentLinear.enabled` off, the compiled path before
     2026-11-30). The first call of each compiled setting (the compile) is timed apart."""
@@ -195,13 +195,13 @@ def compile_speedup(env_id: str, presets: list[str] | None = None, planner: str 
             "planner.horizon": horizon, "planner.iterations": iterations}
     agent, env = _agent(env_id, presets or ["small"], over)
     mpc = agent.planner
-    eager = mpc._returns
-    mpc.compile_returns(backend)
-    compiled = mpc._returns
+    eager = (mpc._proposals, mpc._returns)
+    mpc.compile_imagination(backend)
+    compiled = (mpc._proposals, mpc._returns)
     names = ["eager", "compiled", "compiled_onehot"]
 
     def apply(name: str) -> None:
-        mpc._returns = eager if name == "eager" else compiled
+        mpc._proposals, mpc._returns = eager if name == "eager" else compiled
         LatentLinear.enabled = name != "compiled_onehot"
 
     compile_s = {}

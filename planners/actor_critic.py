@@ -29,7 +29,7 @@ class Actor(nn.Module):
                  layers: int, unimix: float, min_std: float, max_std: float,
                  latent: tuple[int, int, int] | None = None) -> None:
         super().__init__()
-        self.sizes, self.unimix = sizes, unimix
+        self.sizes, self.unimix, self.action_dim = sizes, unimix, action_dim
         self.min_std, self.max_std = min_std, max_std
         out = action_dim if sizes else 2 * action_dim
         self.net = MLP(feat_dim, out, units, layers, out_scale=0.01, latent=latent)
@@ -38,6 +38,13 @@ class Actor(nn.Module):
                 index: torch.Tensor | None = None) -> MultiCategorical | BoundedNormal:
         """`index`: the latent classes of feat (..., S), when known (see worldmodel/nets.py)."""
         return self.dist(self.net(feat, index), mask)
+
+    def noise(self, lead: tuple[int, ...], generator: torch.Generator, device: torch.device) -> torch.Tensor:
+        """The random draws of `lead` samples, for `dist.sample(noise=...)`: U[0, 1) per head
+        (lead..., heads) when discrete, standard normals (lead..., A) when continuous."""
+        if self.sizes:
+            return torch.rand(*lead, len(self.sizes), generator=generator, device=device)
+        return torch.randn(*lead, self.action_dim, generator=generator, device=device)
 
     def dist(self, raw: torch.Tensor, mask: torch.Tensor | None = None) -> MultiCategorical | BoundedNormal:
         """The distribution of the network's raw output (so one pass serves several masks)."""

@@ -160,16 +160,28 @@ class LatentMPC(nn.Module):
     @torch.no_grad()
     def _propose(self, model: Any, start: State, mask: torch.Tensor | None) -> torch.Tensor:
         """The actor's candidates: act in imagination from M copies of each start -> (B*M, H, A)."""
-        gen = self.generator(next(iter(start.values())).device)
-        rows = next(iter(start.values())).shape[0]
+        first = next(iter(start.values()))
+        rows = first.shape[0]
         if mask is not None:  # (B, A) -> (B*M, A), matching the repeated starts
             mask = mask.repeat_interleave(rows // mask.shape[0], 0)
+            if mask.shape[-1] != self.action_dim:
+                mask = None  # e.g. a joint MultiDiscrete mask: left to the real-step veto
+        # the actor's draws, all at once from the planner's generator: (H, B*M, K)
+        noise = self.actor.noise((self.horizon, rows), self.generator(first.device), first.device)
+        return self._proposals(model, start, mask, noise)
+
+    def _proposals(self, model: Any, start: State, mask: torch.Tensor | None,
+                   noise: torch.Tensor) -> torch.Tensor:
+        """`_propose`'s imagination: the actor acts from start (B*M, ...) with the given draws
+        noise (H, B*M, K), under mask (B*M, A) at the first step -> actions (B*M, H, A). Tensor
+        work only, no generator: `run.compile` compiles it (`compile_imagination`)."""
         step = [0]
 
         def policy(feat: torch.Tensor, index: torch.Tensor | None) -> torch.Tensor:
-            use = mask if (step[0] == 0 and mask is not None and mask.shape[-1] == self.action_dim) else None
+            t = step[0]
             step[0] += 1
-            return self.actor_critic.actor(feat, use, index).sample(gen).clamp(-1.0, 1.0)
+            dist = self.actor_critic.actor(feat, mask if t == 0 else None, index)
+            return dist.sample(noise=noise[t]).clamp(-1.0, 1.0)
 
         _, actions, _, _ = imagine_indexed(model, start, policy, self.horizon, **self._imagine_kw)
         return actions
@@ -205,7 +217,7 @@ class LatentMPC(nn.Module):
         """Imagine actions (B*N, H, A) from start (B*N, ...) -> each candidate's return (B*N,),
         the time-major feats (H+1, B*N, F), their latent index (H+1, B*N, S) or None, and the
         predicted cost of each step (H, B*N) or None (without rules and penalty). Tensor work
-        only, no host reads: `run.compile` compiles it on the CPU (`compile_returns`)."""
+        only, no host reads: `run.compile` compiles it on the CPU (`compile_imagination`)."""
         # Time-major, so the heads read feats[1:] without a copy (batch-major feats[:, 1:]
         # would be copied by each head: 3 copies of (B*N, H, F) per iteration).
         # feats (H+1, B*N, F); index (H+1, B*N, S): their latent classes, for the heads (or None)
@@ -233,11 +245,13 @@ class LatentMPC(nn.Module):
             ret = ret + self._prior_bonus(feats, actions, index, weight)
         return torch.nan_to_num(ret.float(), nan=-1e30, posinf=1e30, neginf=-1e30), feats, index, cost
 
-    def compile_returns(self, backend: str = "inductor") -> None:
-        """torch.compile `_returns`, the imagination and scoring of every candidate (about
-        90% of a decision's time on the CPU; README "Planning speed"). An instance attribute
-        shadows the method. Each setting it reads (rules, penalty, exploring) is a guard of
-        the compiled code: a new one compiles once more."""
+    def compile_imagination(self, backend: str = "inductor") -> None:
+        """torch.compile a decision's two imaginations: the actor's proposals (`_proposals`)
+        and the scoring of every candidate (`_returns`), together about 95% of a decision's
+        time on the CPU (README "Decision time of latent MPC"). Instance attributes shadow
+        the methods. Each setting they read (rules, penalty, exploring, a mask or none) is a
+        guard of the compiled code: a new one compiles once more."""
+        self._proposals = torch.compile(self._proposals, backend=backend)
         self._returns = torch.compile(self._returns, backend=backend)
 
     def _prior_bonus(self, feats: torch.Tensor, actions: torch.Tensor, index: torch.Tensor | None,

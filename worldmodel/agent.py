@@ -142,8 +142,8 @@ class Agent:
         - on the CPU, the actor-critic's losses (`ActorCritic.losses`: 15 imagined steps,
           heads, returns), where per-op overhead is most of the time: measured 2.1x faster
           updates together with the loss, after about 7 minutes of compiling (README,
-          "Speed of one update"), and an MPC planner's scoring of its candidates
-          (`LatentMPC.compile_returns`: imagination and heads, most of a decision).
+          "Speed of one update"), and an MPC planner's imagination (the actor's
+          proposals and the scoring of all candidates: `LatentMPC.compile_imagination`).
         The loss and the imagined step each trace as one graph for every backbone, with no
         fallback to Python between kernels (tests/worldmodel/test_compile.py). It excludes
         `run.cuda_graphs` (worldmodel/graphs.py), which is faster on a GPU on its own.
@@ -156,8 +156,8 @@ class Agent:
         else:
             # an instance attribute shadows the method: `gradients` calls self.losses
             self.behavior.losses = torch.compile(self.behavior.losses, backend=backend)
-            if hasattr(self.planner, "compile_returns"):  # MPC: each decision's candidates
-                self.planner.compile_returns(backend)
+            if hasattr(self.planner, "compile_imagination"):  # MPC: each decision's imagination
+                self.planner.compile_imagination(backend)
 
     def use_distributed(self, ctx: distributed.Context) -> None:
         """Average every gradient over ranks and start from rank 0's parameters."""

@@ -115,12 +115,19 @@ def unimix_logits(logits: torch.Tensor, unimix: float) -> torch.Tensor:
     return torch.log(unimix_probs(logits, unimix))
 
 
-def sample_index(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+def sample_index(probs: torch.Tensor, generator: torch.Generator | None = None,
+                 uniform: torch.Tensor | None = None) -> torch.Tensor:
     """Categorical sample (...) from probs (..., C) by inverting the CDF: ~10x faster on
-    CPU than torch.multinomial for many small categoricals."""
+    CPU than torch.multinomial for many small categoricals. `uniform` (..., 1): the U[0, 1)
+    draws to use instead of drawing them from `generator` (compiled code cannot take a
+    generator: see planners/mpc.py `_proposals`)."""
     cdf = probs.detach().float().cumsum(-1)
-    u = torch.rand(*probs.shape[:-1], 1, device=probs.device, generator=generator) * cdf[..., -1:]
-    return (cdf < u).sum(-1).clamp(max=probs.shape[-1] - 1)
+    if uniform is None:
+        # no `generator=None` keyword: that overload takes no symbolic sizes, which torch.compile
+        # passes once a batch size has changed (then the compile fails)
+        gen = {} if generator is None else {"generator": generator}
+        uniform = torch.rand(*probs.shape[:-1], 1, device=probs.device, **gen)
+    return (cdf < uniform * cdf[..., -1:]).sum(-1).clamp(max=probs.shape[-1] - 1)
 
 
 def onehot(index: torch.Tensor, classes: int, like: torch.Tensor) -> torch.Tensor:
@@ -159,8 +166,11 @@ class BoundedNormal:
         # then reaches the loss, where the update is skipped (worldmodel/faults.py), not raised.
         self.dist = torch.distributions.Normal(self.mean, self.std, validate_args=False)
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
-        noise = torch.randn(self.mean.shape, generator=generator, device=self.mean.device)
+    def sample(self, generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """`noise` (..., A): standard normal draws to use instead of drawing from `generator`."""
+        if noise is None:
+            gen = {} if generator is None else {"generator": generator}  # see sample_index
+            noise = torch.randn(self.mean.shape, device=self.mean.device, **gen)
         return (self.mean + self.std * noise).detach()
 
     def rsample(self) -> torch.Tensor:
@@ -199,10 +209,12 @@ class MultiCategorical:
                 logp = torch.log_softmax(logp.masked_fill(~m, -1e9), -1)
             self.logps.append(logp)
 
-    def sample(self, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample(self, generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
+        """`noise` (..., heads): U[0, 1) draws to use instead of drawing from `generator`."""
         out = []
-        for logp in self.logps:
-            out.append(onehot(sample_index(logp.exp(), generator), logp.shape[-1], logp))
+        for i, logp in enumerate(self.logps):
+            u = None if noise is None else noise[..., i:i + 1]
+            out.append(onehot(sample_index(logp.exp(), generator, u), logp.shape[-1], logp))
         return torch.cat(out, -1) if len(out) > 1 else out[0]
 
     def rsample(self, generator: torch.Generator | None = None) -> torch.Tensor:

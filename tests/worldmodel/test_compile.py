@@ -131,23 +131,41 @@ def test_compiled_latent_product_gathers_on_the_cpu():
     torch.testing.assert_close(layer.weight.grad, want[1])
 
 
-@pytest.mark.parametrize("latent", ["sample", "mode"])
-def test_compiled_mpc_scores_candidates_like_eager(latent):
-    """run.compile on the CPU compiles MPC's scoring of its candidates (`_returns`: the
-    imagination and the heads) as one graph, and a compiled agent decides as the eager one
-    does from the same seed (aot_eager draws the same random numbers as eager)."""
+@pytest.mark.parametrize("env_id,latent", [("CartPole-v1", "sample"), ("CartPole-v1", "mode"),
+                                            ("Pendulum-v1", "sample")])
+def test_compiled_mpc_decides_like_eager(env_id, latent):
+    """run.compile on the CPU compiles MPC's imagination: the actor's proposals
+    (`_proposals`, its random draws given as a tensor) and the scoring of all candidates
+    (`_returns`: imagination and heads), each as one graph; a compiled agent decides as the
+    eager one does from the same seed (aot_eager draws the same random numbers as eager)."""
     over = {"planner.kind": "mppi", "planner.samples": 16, "planner.elites": 4, "planner.horizon": 3,
-            "planner.iterations": 2, "planner.latent": latent}
-    eager, compiled = agent("gru", **over), agent("gru", **over)
+            "planner.iterations": 2, "planner.latent": latent, "planner.policy_fraction": 0.25}
+    env = gym.make(env_id)
+
+    def build() -> Agent:
+        torch.manual_seed(0)
+        cfg = load_config(["debug"], {"env.id": env_id, **over})
+        return Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space))
+    eager, compiled = build(), build()
     compiled.compile(backend="aot_eager")
-    assert compiled.planner._returns is not type(compiled.planner)._returns.__get__(compiled.planner)
-    mpc = eager.planner
+    for name in ("_returns", "_proposals"):  # instance attributes shadow the methods
+        assert name in vars(compiled.planner) and name not in vars(eager.planner), name
+    mpc, A = eager.planner, eager.act_spec.dim
     state = {k: v.repeat_interleave(8, 0) for k, v in eager.model.initial(2).items()}
-    actions = torch.eye(2)[torch.randint(0, 2, (16, 3))]  # one-hot CartPole actions (N, H, A)
-    with torch.no_grad():
-        ops = _graph_ops(mpc._returns, eager.model, state, actions)
-    assert any("embedding_bag" in op for op in ops)  # one graph (fullgraph), latent products gathered
-    env = gym.make("CartPole-v1")
+    actions = torch.rand(16, 3, A) * 2 - 1 if not mpc.sizes else torch.eye(A)[torch.randint(0, A, (16, 3))]
+    noise = mpc.actor.noise((3, 16), torch.Generator().manual_seed(0), torch.device("cpu"))
+    with torch.no_grad():  # each traces whole (fullgraph), with the latent products gathered
+        assert any("embedding_bag" in op for op in _graph_ops(mpc._returns, eager.model, state, actions))
+        assert any("embedding_bag" in op for op in _graph_ops(mpc._proposals, eager.model, state, None, noise))
+    # Compiled code skips random draws whose results are unused (the proposals' last latent),
+    # so the global random stream moves on differently: both re-seed before each scoring.
+    for ag in (eager, compiled):
+        returns = ag.planner._returns
+
+        def reseeded(*args, _returns=returns, **kwargs):
+            torch.manual_seed(6)
+            return _returns(*args, **kwargs)
+        ag.planner._returns = reseeded
     obs, _ = env.reset(seed=0)
     state_e = state_c = None
     for _ in range(4):
@@ -155,6 +173,6 @@ def test_compiled_mpc_scores_candidates_like_eager(latent):
         act_e, state_e = eager.act(obs, state_e, explore=True)
         torch.manual_seed(5)
         act_c, state_c = compiled.act(obs, state_c, explore=True)
-        assert act_c == act_e
+        np.testing.assert_allclose(act_c, act_e, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(compiled.planner.last_plan, eager.planner.last_plan, rtol=1e-5, atol=1e-6)
         obs = env.step(act_e)[0]
