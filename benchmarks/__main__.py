@@ -9,7 +9,7 @@
                              learning curves; --check exits 1 unless every seed reached the target
   speed [--presets debug small medium] [--threads 1] [--repeats 10] [--set run.compile=true]
                              time and FLOPs per update of each preset (benchmarks/speed.py)
-  gather-ab [--presets small medium xs-matched] [--rounds 6] [--planner]
+  gather-ab [--presets small medium xs-matched] [--rounds 6] [--planner] [--compiled]
                              the heads' latent gather on against off, interleaved (benchmarks/speed.py)
   compile-ab [--presets small] [--env CartPole-v1 Pendulum-v1] [--threads 1] [--rounds 20]
                              run.compile on against off, interleaved (benchmarks/speed.py)
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--planner", action="store_true", help="time MPPI 256 x 5 x 3 decisions instead of updates")
+    p.add_argument("--compiled", action="store_true", help="of a compiled agent (what run.compile does)")
     p = sub.add_parser("speed-grid", help="time and memory per update against batch, length and preset")
     p.add_argument("--preset", default="small", help="the preset of the batch x length grid")
     p.add_argument("--batches", type=int, nargs="+", default=[8, 16, 32])
@@ -203,9 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     elif args.cmd == "gather-ab":
         from benchmarks.speed import gather_ab
         for preset in args.presets:
-            r = gather_ab(preset, args.env, args.threads, args.rounds, args.planner)
+            r = gather_ab(preset, args.env, args.threads, args.rounds, args.planner, args.compiled)
             record("gather_ab", r, command)
-            print(f"{preset:<11} {r['work']}: gather {r['cpu_ms_gather']:.1f} ms CPU, one-hot matmul "
+            print(f"{preset:<11} {r['work']}{', compiled' if r['compiled'] else ''}: gather {r['cpu_ms_gather']:.1f} ms CPU, one-hot matmul "
                   f"{r['cpu_ms_dense']:.1f} ms CPU -> {r['speedup']:.2f}x (median of {r['rounds']})")
     elif args.cmd == "speed-grid":
         from benchmarks.speed import grid_point, grid_points

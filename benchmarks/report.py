@@ -130,8 +130,9 @@ def plan_speed(root: Path) -> list[str]:
     from benchmarks.plan_speed import TARGET_MS, budget
     rows = load("plan_speed", root)
     # `--with-rules` adds rows of the rules' overhead (with "ms_none"), without decision times,
-    # ... and `--prior` rows of the policy prior's cost (with "ms_prior_off")
-    latest = newest([r for r in rows if "ms_none" not in r and "ms_prior_off" not in r],
+    # ... `--prior` rows of the policy prior's cost (with "ms_prior_off"), `--compile` rows
+    # of compiled against eager decisions (with "ms_compiled")
+    latest = newest([r for r in rows if not {"ms_none", "ms_prior_off", "ms_compiled"} & r.keys()],
                     lambda r: (r["env"], tuple(r["presets"]), r["planner"], budget(r), r["threads"]))
     body = [[r["env"], " ".join(r["presets"]), r["planner"], budget(r), str(r["threads"]), fmt(r["ms_per_decision"]),
              fmt(r["ms_p90"]), fmt(r["planner_ms"]), fmt(r.get("cpu_ms_per_decision")), fmt(r["decisions_per_s"]),
@@ -159,6 +160,15 @@ def plan_speed(root: Path) -> list[str]:
         lines += _table("The policy prior's cost in an MPC decision (interleaved, median ms)", [
             "env", "planner", "planner.prior", "N x H x iterations", "prior off", "prior on", "the prior adds",
             "rounds x decisions", "commit"], body, prior.values())
+    compiled = newest([r for r in rows if "ms_compiled" in r], lambda r: (r["env"], r["planner"], budget(r), r["threads"]))
+    if compiled:
+        body = [[r["env"], r["planner"], budget(r), str(r["threads"]), fmt(r["ms_eager"]), fmt(r["ms_compiled"]),
+                 f"{r['compile_speedup']:.2f}x", fmt(r["ms_compiled_onehot"]), f"{r['compile_s']:.0f}",
+                 f"{r['rounds']} x {r['per_round']}", r["commit"]] for r in compiled.values()]
+        lines += _table("`run.compile` in an MPC decision (interleaved, median ms)", [
+            "env", "planner", "N x H x iterations", "threads", "eager", "compiled", "speed-up",
+            "compiled, one-hot latent products", "compiling s", "rounds x decisions", "commit"], body,
+            compiled.values())
     return lines
 
 
@@ -206,8 +216,10 @@ def scaling(root: Path) -> list[str]:
 
 
 def gather_ab(root: Path) -> list[str]:
-    latest = newest(load("gather_ab", root), lambda r: (r["preset"], r["work"], r["env"], r["threads"]))
-    body = [[r["preset"], r["work"], r["env"], str(r["threads"]), fmt(r["cpu_ms_dense"]), fmt(r["cpu_ms_gather"]),
+    # `compiled` rows (gather-ab --compiled) time an agent compiled as run.compile does
+    work = lambda r: r["work"] + (", compiled" if r.get("compiled") else "")  # noqa: E731
+    latest = newest(load("gather_ab", root), lambda r: (r["preset"], work(r), r["env"], r["threads"]))
+    body = [[r["preset"], work(r), r["env"], str(r["threads"]), fmt(r["cpu_ms_dense"]), fmt(r["cpu_ms_gather"]),
              fmt(r["speedup"], ".2f") + "x", str(r["rounds"]), r["commit"]] for r in latest.values()]
     return _table("The heads' latent gather against the one-hot matmul (CPU ms, interleaved)", [
         "preset", "work", "env", "threads", "one-hot matmul", "gather", "speed-up", "rounds", "commit"],

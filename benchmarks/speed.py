@@ -130,9 +130,11 @@ def alternate(work: dict[Any, Callable[[], Any]], rounds: int) -> dict[Any, floa
 
 # -- the latent gather, on against off ----------------------------------------------------------
 def gather_ab(preset: str, env_id: str = "CartPole-v1", threads: int = 1, rounds: int = 6,
-              planner: bool = False) -> dict[str, Any]:
+              planner: bool = False, compiled: bool = False) -> dict[str, Any]:
     """Median CPU time per update (or per MPPI decision) with LatentLinear's gather on and
-    off, alternating (on, off, off, on, ...) so that load changes hit both alike."""
+    off, alternating (on, off, off, on, ...) so that load changes hit both alike.
+    `compiled`: of an agent compiled as run.compile does (`Agent.compile`), whose compiled
+    code takes either path too (each setting compiles once, before the timed rounds)."""
     from worldmodel.nets import LatentLinear
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -153,17 +155,21 @@ def gather_ab(preset: str, env_id: str = "CartPole-v1", threads: int = 1, rounds
         cfg, agent = _agent(preset, env_id, overrides)
         batch = _fake_batch(agent, cfg, np.random.default_rng(0))
         work = lambda: agent.train_step(batch)  # noqa: E731
+    if compiled:
+        agent.compile()
+
     def switched(flag: bool) -> Callable[[], Any]:
         return lambda: (setattr(LatentLinear, "enabled", flag), work())
     try:
-        for _ in range(2):
-            work()
+        for flag in (True, False) if compiled else (True,):
+            for _ in range(3 if compiled else 2):  # compiled: and a recompile once the return normaliser has started
+                switched(flag)()
         cpu = alternate({True: switched(True), False: switched(False)}, rounds)
     finally:
         LatentLinear.enabled = True
     on, off = cpu[True], cpu[False]
     return {"preset": name, "env": env_id, "threads": threads, "rounds": rounds,
-            "work": "mppi 256x5x3 decision" if planner else "update",
+            "work": "mppi 256x5x3 decision" if planner else "update", "compiled": compiled,
             "cpu_ms_gather": on * 1e3, "cpu_ms_dense": off * 1e3, "speedup": off / on}
 
 

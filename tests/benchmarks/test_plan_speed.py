@@ -91,3 +91,38 @@ def test_prior_overhead_runs_the_prior_only_when_on(results, capsys):
     default = load_config(["debug"]).planner.prior
     assert calls.count(0.003) == 1 + 2 * 5 and set(calls) == {default, 0.003}
     assert re.search(r"planner.prior 0.003 .*: off \d+\.\d ms, on \d+\.\d ms: [+-]\d", capsys.readouterr().out)
+
+
+def test_compile_speedup_times_eager_and_compiled_decisions_in_turn(results, capsys, monkeypatch):
+    """--compile: one agent, its imagination swapped between the eager methods and the
+    compiled ones (run.compile's), interleaved; each compiled setting compiles before the
+    timed rounds, and the row and the printed line say what was measured."""
+    import torch
+
+    from planners.mpc import LatentMPC
+    original = LatentMPC.compile_imagination
+    monkeypatch.setattr(LatentMPC, "compile_imagination",
+                        lambda self, backend="inductor": original(self, backend="aot_eager"))
+    calls = {"eager": 0}
+    returns = LatentMPC._returns
+
+    def counted(self, *args, **kwargs):
+        if not torch.compiler.is_compiling():  # (a count inside traced code would be a guard)
+            calls["eager"] += 1
+        return returns(self, *args, **kwargs)
+    monkeypatch.setattr(LatentMPC, "_returns", counted)
+    torch._dynamo.reset()
+    try:
+        assert main(["plan-speed", "--preset", "debug", "--env", "CartPole-v1", "--planner", "mppi",
+                     "--samples", "16", "--horizon", "2", "--iterations", "1", "--decisions", "10",
+                     "--warmup", "1", "--compile"]) == 0
+    finally:
+        torch._dynamo.reset()
+    rows = [json.loads(line) for line in (results / "plan_speed.jsonl").read_text().splitlines()]
+    o = rows[1]
+    assert o["rounds"] == 2 and min(o["ms_eager"], o["ms_compiled"], o["ms_compiled_onehot"]) > 0
+    assert o["compile_speedup"] == o["ms_eager"] / o["ms_compiled"] and o["compile_s"] > 0
+    # eager calls: the plain timing row (1 + 10 decisions) and the eager setting (1 + 2 x 5);
+    # the compiled settings' 2 x (1 + 1 + 2 x 5) calls ran compiled code
+    assert calls["eager"] == 11 + 11
+    assert re.search(r"run.compile .*: eager \d+\.\d ms, compiled \d+\.\d ms \(\d\.\d\dx", capsys.readouterr().out)

@@ -43,9 +43,16 @@ def fill(folder):
           # a `--prior` row: the policy prior's cost
           {"env": "Pendulum-v1", "prior": 0.003, "presets": ["small"], "planner": "mppi", "threads": 1,
            "samples": 256, "horizon": 5, "iterations": 3, "rounds": 10, "per_round": 5,
-           "ms_prior_off": 44.0, "ms_prior_on": 50.6, "prior_overhead": 0.15})
+           "ms_prior_off": 44.0, "ms_prior_on": 50.6, "prior_overhead": 0.15},
+          # a `--compile` row: compiled against eager decisions
+          {"env": "CartPole-v1", "presets": ["small"], "planner": "mppi", "threads": 2, "samples": 256,
+           "horizon": 5, "iterations": 3, "rounds": 10, "per_round": 5, "backend": "inductor",
+           "ms_eager": 84.9, "ms_compiled": 48.9, "ms_compiled_onehot": 53.0, "compile_speedup": 1.736,
+           "compile_s": 32.4, "compile_onehot_s": 3.0})
     write(folder, "gather_ab", {"preset": "xs-matched", "work": "update", "env": "CartPole-v1", "threads": 1,
-                                "rounds": 6, "cpu_ms_gather": 1123.0, "cpu_ms_dense": 1391.6, "speedup": 1.239})
+                                "rounds": 6, "cpu_ms_gather": 1123.0, "cpu_ms_dense": 1391.6, "speedup": 1.239},
+          {"preset": "small", "work": "update", "env": "CartPole-v1", "threads": 1, "compiled": True,
+           "rounds": 16, "cpu_ms_gather": 216.7, "cpu_ms_dense": 223.0, "speedup": 1.029})
     write(folder, "compile_ab", {"preset": "small", "env": "Pendulum-v1", "threads": 1, "rounds": 20,
                                  "compile_s": 381.2, "cpu_ms_eager": 349.9, "cpu_ms_compiled": 230.0, "speedup": 1.521})
     run = {"task": "corridor", "steps": 3000, "veto_rate_first10": 0.1, "veto_rate_last10": 0.0,
@@ -71,7 +78,10 @@ def test_report_tables_hold_the_medians(tmp_path):
     assert "| Pendulum-v1 | pendulum_torque | 128 x 15 x 2 | 46.4 | 49.4 | 54.2 | +9.7% | +16.9% |" in text
     assert "| Pendulum-v1 | mppi | 0.003 | 256 x 5 x 3 | 44.0 | 50.6 | +15.0% |" in text
     assert text.count("| Pendulum-v1 | small | mppi |") == 1  # overhead rows are not decision times
+    assert "| CartPole-v1 | mppi | 256 x 5 x 3 | 2 | 84.9 | 48.9 | 1.74x | 53.0 | 32 | 10 x 5 |" in text
+    assert "| CartPole-v1 | small | mppi |" not in text  # nor is a compile row
     assert "| xs-matched | update | CartPole-v1 | 1 | 1391.6 | 1123.0 | 1.24x |" in text
+    assert "| small | update, compiled | CartPole-v1 | 1 | 223.0 | 216.7 | 1.03x |" in text
     assert "| small | Pendulum-v1 | 1 | 349.9 | 230.0 | 1.52x | 381 | 20 |" in text
     shield = {line.split(" | ")[1]: line for line in text.splitlines() if line.startswith("| corridor |")}
     assert "| 0 | 20 |" in shield["on"]  # median over seeds of 10, 30, 20 vetoes

@@ -31,6 +31,30 @@ def test_gather_ab_times_both_paths_and_restores_the_switch():
         assert LatentLinear.enabled
 
 
+def test_gather_ab_of_a_compiled_agent_compiles_it_and_warms_both_paths(monkeypatch):
+    """--compiled: the agent is compiled as run.compile does, and each setting of the switch
+    runs (compiles) before the timed rounds, so neither round times a compile."""
+    import torch
+
+    from benchmarks.speed import gather_ab
+    from worldmodel.agent import Agent
+    from worldmodel.nets import LatentLinear
+    seen = []
+    original = Agent.compile
+    monkeypatch.setattr(Agent, "compile", lambda self, backend="inductor", imagination=None:
+                        (seen.append("compile"), original(self, backend="aot_eager"))[1])
+    step = Agent.train_step
+    monkeypatch.setattr(Agent, "train_step", lambda self, batch: (seen.append(LatentLinear.enabled), step(self, batch))[1])
+    torch._dynamo.reset()
+    try:
+        r = gather_ab("debug", rounds=2, compiled=True)
+    finally:
+        torch._dynamo.reset()
+    assert r["compiled"] and r["cpu_ms_gather"] > 0 and r["cpu_ms_dense"] > 0 and LatentLinear.enabled
+    assert seen[:7] == ["compile", True, True, True, False, False, False]  # compile, then warm both
+    assert sorted(seen[7:]) == [False, False, True, True]  # 2 timed rounds of each
+
+
 def test_every_result_row_records_the_host_speed_and_keeps_the_thread_count(results):
     import json
 
