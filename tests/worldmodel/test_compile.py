@@ -176,3 +176,33 @@ def test_compiled_mpc_decides_like_eager(env_id, latent):
         np.testing.assert_allclose(act_c, act_e, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(compiled.planner.last_plan, eager.planner.last_plan, rtol=1e-5, atol=1e-6)
         obs = env.step(act_e)[0]
+
+
+def test_a_compiled_planner_serves_any_number_of_envs():
+    """A compiled MPC planner meets new batch sizes (training with N env workers, evaluation
+    with one, a shield's mask or none): each recompiles once, with dynamic sizes after the
+    first change, and plans as the eager planner does."""
+    over = {"planner.kind": "mppi", "planner.samples": 8, "planner.elites": 2, "planner.horizon": 2,
+            "planner.iterations": 1, "planner.policy_fraction": 0.25}
+    eager, compiled = agent("gru", **over), agent("gru", **over)
+    compiled.compile(backend="aot_eager")
+    for ag in (eager, compiled):  # see test_compiled_mpc_decides_like_eager
+        returns = ag.planner._returns
+
+        def reseeded(*args, _returns=returns, **kwargs):
+            torch.manual_seed(6)
+            return _returns(*args, **kwargs)
+        ag.planner._returns = reseeded
+    rng = np.random.default_rng(0)
+    for B, masked in ((1, False), (3, False), (2, True), (1, True)):
+        obs = {"obs": rng.normal(size=(B, 4)).astype(np.float32)}
+        first = np.ones(B, bool)
+        mask = np.array([[True, False]] * B) if masked else None
+        out = []
+        for ag in (eager, compiled):
+            torch.manual_seed(7)
+            action, _, _ = ag.policy(obs, first, ag.initial(B), mask=mask, explore=True)
+            out.append(action)
+        np.testing.assert_allclose(out[1], out[0], rtol=1e-5, atol=1e-6)
+        if masked:
+            assert (out[1].argmax(-1) == 0).all()  # the mask's allowed action, first step
