@@ -143,7 +143,10 @@ def onehot_sample(logits: torch.Tensor, generator: torch.Generator | None = None
     and the sampled class (...). Pass `probs` when the caller already has exp(logits)."""
     probs = torch.softmax(logits, -1) if probs is None else probs
     index = sample_index(probs, generator)
-    return onehot(index, probs.shape[-1], probs) + probs - probs.detach(), index
+    sample = onehot(index, probs.shape[-1], probs)
+    if not probs.requires_grad:  # no gradient to carry (planning, no_grad imagination): the
+        return sample, index     # straight-through terms would only round the ones by an ulp
+    return sample + probs - probs.detach(), index
 
 
 def categorical_kl(lhs_logits: torch.Tensor, rhs_logits: torch.Tensor) -> torch.Tensor:
