@@ -140,10 +140,12 @@ class Agent:
           actor-critic's update, MPC's candidates, videos), so a step's elementwise work
           fuses into a few kernels;
         - on the CPU, the actor-critic's losses (`ActorCritic.losses`: 15 imagined steps,
-          heads, returns), where per-op overhead is most of the time: measured 2.1x faster
-          updates together with the loss, after about 7 minutes of compiling (README,
-          "Speed of one update"), and an MPC planner's imagination (the actor's
-          proposals and the scoring of all candidates: `LatentMPC.compile_imagination`).
+          heads, returns), where per-op overhead is most of the time: measured 1.5x faster
+          updates together with the loss, after minutes of compiling (README, "Speed of
+          one update"), and an MPC planner's imagination (the actor's proposals and the
+          scoring of all candidates: `LatentMPC.compile_imagination`), whose compiled code
+          calls its kernels from C++ (inductor's `cpp_wrapper`: measured 1.2x faster
+          decisions than with its Python wrapper, README "Decision time of latent MPC").
         The loss and the imagined step each trace as one graph for every backbone, with no
         fallback to Python between kernels (tests/worldmodel/test_compile.py). It excludes
         `run.cuda_graphs` (worldmodel/graphs.py), which is faster on a GPU on its own.

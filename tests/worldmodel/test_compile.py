@@ -206,3 +206,18 @@ def test_a_compiled_planner_serves_any_number_of_envs():
         np.testing.assert_allclose(out[1], out[0], rtol=1e-5, atol=1e-6)
         if masked:
             assert (out[1].argmax(-1) == 0).all()  # the mask's allowed action, first step
+
+
+def test_mpc_imagination_compiles_with_the_cpp_wrapper(monkeypatch):
+    """With inductor, MPC's imagination calls its kernels from C++ (`cpp_wrapper`); other
+    backends take no inductor options."""
+    from planners.mpc import LatentMPC
+    seen = []
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: (seen.append(kw), fn)[1])
+    mpc = agent("gru", **{"planner.kind": "mppi"}).planner
+    assert isinstance(mpc, LatentMPC)
+    mpc.compile_imagination()
+    assert seen == [{"backend": "inductor", "options": {"cpp_wrapper": True}}] * 2
+    seen.clear()
+    mpc.compile_imagination("aot_eager")
+    assert seen == [{"backend": "aot_eager"}] * 2
