@@ -43,11 +43,12 @@ def test_gather_ab_of_a_compiled_agent_compiles_it_and_warms_both_paths(monkeypa
     original = Agent.compile
     monkeypatch.setattr(Agent, "compile", lambda self, backend="inductor", imagination=None:
                         (seen.append("compile"), original(self, backend="aot_eager"))[1])
-    step = Agent.train_step
-    monkeypatch.setattr(Agent, "train_step", lambda self, batch: (seen.append(LatentLinear.enabled), step(self, batch))[1])
+    from planners.mpc import LatentMPC
+    act = LatentMPC.act  # MPPI decisions: what compiles fastest (the update: see compile-ab's test)
+    monkeypatch.setattr(LatentMPC, "act", lambda self, *a, **k: (seen.append(LatentLinear.enabled), act(self, *a, **k))[1])
     torch._dynamo.reset()
     try:
-        r = gather_ab("debug", rounds=2, compiled=True)
+        r = gather_ab("debug", rounds=2, planner=True, compiled=True)
     finally:
         torch._dynamo.reset()
     assert r["compiled"] and r["cpu_ms_gather"] > 0 and r["cpu_ms_dense"] > 0 and LatentLinear.enabled
