@@ -24,6 +24,16 @@ def agent(dynamics: str = "gru", **over) -> Agent:
     return Agent(cfg, obs_spec(env.observation_space), action_spec(env.action_space))
 
 
+def reseed(obj, name: str, seed: int) -> None:
+    """Make obj.name (a method, compiled or not) re-seed torch's RNG before each call."""
+    fn = getattr(obj, name)
+
+    def reseeded(*args, **kwargs):
+        torch.manual_seed(seed)
+        return fn(*args, **kwargs)
+    setattr(obj, name, reseeded)
+
+
 @pytest.fixture(autouse=True)
 def fresh_dynamo():
     torch._dynamo.reset()
@@ -78,12 +88,7 @@ def test_compiled_agent_trains_like_the_eager_one(imagination):
     # (the loss itself agrees), so both agents re-seed before imagining: from there on the
     # actor-critic's imagination runs the compiled code and must give eager's numbers.
     for ag in (eager, compiled):
-        gradients = ag.behavior.gradients
-
-        def reseeded(*args, _gradients=gradients, **kwargs):
-            torch.manual_seed(4)
-            return _gradients(*args, **kwargs)
-        ag.behavior.gradients = reseeded
+        reseed(ag.behavior, "gradients", 4)
     batch = _fake_batch(eager, eager.cfg, np.random.default_rng(0))
     for _ in range(2):
         torch.manual_seed(3)
@@ -160,12 +165,7 @@ def test_compiled_mpc_decides_like_eager(env_id, latent):
     # Compiled code skips random draws whose results are unused (the proposals' last latent),
     # so the global random stream moves on differently: both re-seed before each scoring.
     for ag in (eager, compiled):
-        returns = ag.planner._returns
-
-        def reseeded(*args, _returns=returns, **kwargs):
-            torch.manual_seed(6)
-            return _returns(*args, **kwargs)
-        ag.planner._returns = reseeded
+        reseed(ag.planner, "_returns", 6)
     obs, _ = env.reset(seed=0)
     state_e = state_c = None
     for _ in range(4):
@@ -187,12 +187,7 @@ def test_a_compiled_planner_serves_any_number_of_envs():
     eager, compiled = agent("gru", **over), agent("gru", **over)
     compiled.compile(backend="aot_eager")
     for ag in (eager, compiled):  # see test_compiled_mpc_decides_like_eager
-        returns = ag.planner._returns
-
-        def reseeded(*args, _returns=returns, **kwargs):
-            torch.manual_seed(6)
-            return _returns(*args, **kwargs)
-        ag.planner._returns = reseeded
+        reseed(ag.planner, "_returns", 6)
     rng = np.random.default_rng(0)
     for B, masked in ((1, False), (3, False), (2, True), (1, True)):
         obs = {"obs": rng.normal(size=(B, 4)).astype(np.float32)}
