@@ -115,6 +115,13 @@ def unimix_logits(logits: torch.Tensor, unimix: float) -> torch.Tensor:
     return torch.log(unimix_probs(logits, unimix))
 
 
+def generator_kw(generator: torch.Generator | None) -> dict[str, torch.Generator]:
+    """`generator=...` for torch.rand/randn, or nothing for the global RNG. Never pass
+    `generator=None`: that overload takes no symbolic sizes, which torch.compile passes once
+    a batch size has changed (and then the compile fails)."""
+    return {} if generator is None else {"generator": generator}
+
+
 def sample_index(probs: torch.Tensor, generator: torch.Generator | None = None,
                  uniform: torch.Tensor | None = None) -> torch.Tensor:
     """Categorical sample (...) from probs (..., C) by inverting the CDF: ~10x faster on
@@ -123,10 +130,7 @@ def sample_index(probs: torch.Tensor, generator: torch.Generator | None = None,
     generator: see planners/mpc.py `_proposals`)."""
     cdf = probs.detach().float().cumsum(-1)
     if uniform is None:
-        # no `generator=None` keyword: that overload takes no symbolic sizes, which torch.compile
-        # passes once a batch size has changed (then the compile fails)
-        gen = {} if generator is None else {"generator": generator}
-        uniform = torch.rand(*probs.shape[:-1], 1, device=probs.device, **gen)
+        uniform = torch.rand(*probs.shape[:-1], 1, device=probs.device, **generator_kw(generator))
     return (cdf < uniform * cdf[..., -1:]).sum(-1).clamp(max=probs.shape[-1] - 1)
 
 
@@ -172,8 +176,7 @@ class BoundedNormal:
     def sample(self, generator: torch.Generator | None = None, noise: torch.Tensor | None = None) -> torch.Tensor:
         """`noise` (..., A): standard normal draws to use instead of drawing from `generator`."""
         if noise is None:
-            gen = {} if generator is None else {"generator": generator}  # see sample_index
-            noise = torch.randn(self.mean.shape, device=self.mean.device, **gen)
+            noise = torch.randn(self.mean.shape, device=self.mean.device, **generator_kw(generator))
         return (self.mean + self.std * noise).detach()
 
     def rsample(self) -> torch.Tensor:
