@@ -30,7 +30,10 @@ def fill(folder):
           learning_row("cartpole", [200.0], {"train.ratio": "64"}))
     write(folder, "speed", {"preset": "small", "threads": 1, "params": 451718, "batch": 16, "length": 32,
                             "ms_per_update": 178.26, "updates_per_s": 5.61, "gflop_per_update": 4.73,
-                            "gflops_achieved": 26.55, "matmul_peak_gflops": 137.3})
+                            "gflops_achieved": 26.55, "matmul_peak_gflops": 137.3},
+          {"preset": "small", "env": "CartPole-v1", "threads": 1, "params": 451718, "batch": 16, "length": 32,
+           "ms_per_update": 120.5, "updates_per_s": 8.3, "gflop_per_update": 4.73, "gflops_achieved": 39.3,
+           "matmul_peak_gflops": 137.3, "compiled": True})
     write(folder, "plan_speed", {"env": "Pendulum-v1", "presets": ["small"], "planner": "mppi", "threads": 1,
                                  "samples": 256, "horizon": 5, "iterations": 3, "decisions": 50,
                                  "ms_per_decision": 17.25, "ms_p90": 19.5, "planner_ms": 16.0,
@@ -73,7 +76,9 @@ def test_report_tables_hold_the_medians(tmp_path):
     cartpole = [line for line in text.splitlines() if line.startswith("| cartpole | small |")]
     assert len(cartpole) == 1 and "| 150.0 |" in cartpole[0] and "| 2/3 |" in cartpole[0]  # newest row only
     assert "| small + train.ratio=64 |" in text
-    assert "| 178.3 |" in text and "| 19% |" in text
+    # the compiled update is a row of its own: it does not replace the eager one
+    assert "| small | CartPole-v1 | 1 | no | 451,718 | 16 x 32 | 178.3 |" in text and "| 19% |" in text
+    assert "| small | CartPole-v1 | 1 | yes | 451,718 | 16 x 32 | 120.5 |" in text
     assert "| Pendulum-v1 | small | mppi | 256 x 5 x 3 | 1 | 17.2 |" in text
     assert "| Pendulum-v1 | pendulum_torque | 128 x 15 x 2 | 46.4 | 49.4 | 54.2 | +9.7% | +16.9% |" in text
     assert "| Pendulum-v1 | mppi | 0.003 | 256 x 5 x 3 | 44.0 | 50.6 | +15.0% |" in text
