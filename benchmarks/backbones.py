@@ -75,6 +75,8 @@ def _batch(spec, act, B: int, T: int):
     batch["is_first"] = torch.zeros(B, T, dtype=torch.bool)
     batch["is_first"][:, 0] = True
     batch["is_first"][:, T // 2] = True  # one reset inside each sequence, as replay yields
+    batch["is_last"] = torch.zeros(B, T, dtype=torch.bool)  # ...after a time limit (critic.replay_loss reads it)
+    batch["is_last"][:, T // 2 - 1] = True
     batch["is_terminal"] = torch.zeros(B, T, dtype=torch.bool)
     batch["mask"] = torch.ones(B, T, dtype=torch.bool)
     return batch
@@ -308,6 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         record("backbones", {"kind": "learn", "presets": args.preset, "runs": rows}, command)
     else:
         rows = timing(args)
+        if all("error" in r for r in rows):  # keep the last good plot and record nothing
+            print("every point failed; nothing recorded", file=sys.stderr)
+            return 1
         RESULTS.mkdir(exist_ok=True)
         out = Path(args.out) if args.out else RESULTS / "backbones.png"
         title = f"backbones, preset {' '.join(args.preset)}, batch {args.batch}, {args.threads} thread(s)"

@@ -19,7 +19,7 @@ from planners.cem import CEM
 from planners.mpc import LatentMPC
 from planners.mppi import MPPI
 from worldmodel import distributed
-from worldmodel.config import Config
+from worldmodel.config import Config, ConfigError
 from worldmodel.graphs import UpdateGraphs
 from worldmodel.model import WorldModel
 from worldmodel.nets import adam
@@ -29,6 +29,18 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(name)
+
+
+def _check_cpp_compiler() -> None:
+    """Inductor compiles CPU kernels with a C++ compiler, at the first update. Check for one
+    before a run starts rather than fail after its prefill."""
+    from torch._inductor import cpp_builder
+    try:
+        cpp_builder.get_cpp_compiler()
+    except Exception as e:  # InvalidCxxCompiler; any failure here means the same to the user
+        raise ConfigError(f"run.compile is true, but torch.compile on the CPU needs a working C++ compiler "
+                          f"and found none ({type(e).__name__}); install g++ (or point CXX at one), "
+                          f"or drop --run.compile") from e
 
 
 def build_model(cfg: Config, obs_spec: ObsSpec, act_spec: ActionSpec) -> WorldModel:
@@ -150,6 +162,8 @@ class Agent:
         fallback to Python between kernels (tests/worldmodel/test_compile.py). It excludes
         `run.cuda_graphs` (worldmodel/graphs.py), which is faster on a GPU on its own.
         `imagination` "step" or "losses" picks one of the two whatever the device (tests)."""
+        if backend == "inductor" and self.device.type == "cpu":
+            _check_cpp_compiler()
         self._loss_step = torch.compile(self._loss, backend=backend)
         if (imagination or ("step" if self.device.type == "cuda" else "losses")) == "step":
             rssm = self.model.rssm

@@ -75,6 +75,20 @@ def test_bad_input_is_one_line_and_exit_2(argv, needles, tmp_path):
     assert_one_line_error(code, err, *needles)
 
 
+def test_compile_without_a_cpp_compiler_stops_before_the_run(tmp_path, monkeypatch):
+    """run.compile on the CPU needs a C++ compiler; without one the run stops at the start
+    with one line (not after its prefill, in the first compiled update)."""
+    from torch._inductor import cpp_builder
+
+    def missing():
+        raise RuntimeError("no working C++ compiler")
+    monkeypatch.setattr(cpp_builder, "get_cpp_compiler", missing)
+    code, _, err = run_cli(["train", "--preset", "debug", "--logdir", str(tmp_path / "run"), "--steps", "4",
+                            "--run.compile", "true"])
+    assert_one_line_error(code, err, "run.compile", "C++ compiler", "drop --run.compile")
+    assert not (tmp_path / "run" / "checkpoints").exists() or not any((tmp_path / "run" / "checkpoints").iterdir())
+
+
 def test_missing_checkpoint_is_one_line(tmp_path):
     run = tmp_path / "r"
     run.mkdir()
