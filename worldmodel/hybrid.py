@@ -47,12 +47,15 @@ class WindowAttention(nn.Module):
         """q (..., D), k, v (..., W, D), valid (..., W) -> (..., D). Slot W-1 is the query's
         own step, always valid, so no row is fully masked."""
         H, K = self.heads, self.width // self.heads
-        q = q.reshape(*q.shape[:-1], H, K)  # (..., H, K)
+        q = q.reshape(*q.shape[:-1], 1, H, K)  # (..., 1, H, K)
         k = k.reshape(*k.shape[:-1], H, K)  # (..., W, H, K)
         v = v.reshape(*v.shape[:-1], H, K)
-        scores = torch.einsum("...hk,...whk->...hw", q, k) * K ** -0.5 + self.age_bias  # (..., H, W)
+        # Products and sums over the cache as it lies (W, H, K): an einsum would first copy
+        # k and v into (H, W, K) order for its batched matmuls, 1.6x the time of this at
+        # B = 256, W = 16, D = 128 on one CPU thread (195 against 305 us).
+        scores = (q * k).sum(-1).transpose(-1, -2) * K ** -0.5 + self.age_bias  # (..., H, W)
         scores = scores.masked_fill(valid[..., None, :] == 0, float("-inf"))
-        out = torch.einsum("...hw,...whk->...hk", torch.softmax(scores, -1), v)
+        out = (torch.softmax(scores, -1).transpose(-1, -2)[..., None] * v).sum(-3)  # (..., H, K)
         return out.reshape(*out.shape[:-2], self.width)
 
     def sequence(self, x: torch.Tensor, keep: torch.Tensor, carry: State) -> tuple[torch.Tensor, State]:

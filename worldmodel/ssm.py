@@ -39,6 +39,13 @@ from worldmodel.rssm import RSSM
 State = dict[str, torch.Tensor]
 
 
+def readout(s: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
+    """y[..., d] = sum_n C[..., n] s[..., d, n] for s (..., D, N), C (..., N) -> (..., D).
+    As (1 x N) @ (N x D) products per row: on the CPU the batched (D x N) @ (N x 1) form
+    measured 4x slower (256 x 128 x 16: 274 against 65 us, one thread)."""
+    return torch.matmul(C.unsqueeze(-2), s.transpose(-1, -2)).squeeze(-2)
+
+
 def selective_scan(delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                    u: torch.Tensor, keep: torch.Tensor, s0: torch.Tensor,
                    chunk: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,7 +99,7 @@ class _SelectiveScan(torch.autograd.Function):
             b = torch.mul(u[:, t0:t1, :, None], B[:, t0:t1, None, :], out=s[:, t0:t1])  # u_t B_t
             for a_t, s_t in zip(a.unbind(1), b.unbind(1)):
                 h = s_t.addcmul_(a_t, h)  # s_t = a_t s_{t-1} + u_t B_t, in place
-        y = torch.bmm(s.view(batch * T, D, N), C.reshape(batch * T, N, 1)).view(batch, T, D)
+        y = readout(s.view(batch * T, D, N), C.reshape(batch * T, N)).view(batch, T, D)
         ctx.save_for_backward(delta, A, B, C, u, keep, s0, s)
         ctx.chunk = L
         return y, s
@@ -124,7 +131,7 @@ class _SelectiveScan(torch.autograd.Function):
                 G_t[i].addcmul_(a_t[i + 1], G_t[i + 1])
             carry = a_t[0] * G_t[0]
             flat = G.reshape(batch * n, D, N)  # a view unless this is a short last chunk
-            g_u[:, t0:t1] = torch.bmm(flat, B[:, t0:t1].reshape(batch * n, N, 1)).view(batch, n, D)
+            g_u[:, t0:t1] = readout(flat, B[:, t0:t1].reshape(batch * n, N)).view(batch, n, D)
             g_B[:, t0:t1] = torch.bmm(u[:, t0:t1].reshape(batch * n, 1, D), flat).view(batch, n, N)
             X = a.mul_(G)  # G_t a_t, then times s_{t-1}: the gradient of delta_t A
             X[:, 1:].mul_(s[:, t0:t1 - 1])
@@ -198,7 +205,7 @@ class SSMBlock(nn.Module):
         # in a profile of imagination from 256 starts they took about half the step.
         s = a * prev if a.requires_grad or prev.requires_grad else a.mul_(prev)
         s.addcmul_(u[..., None], B[..., None, :])  # + u B
-        y = torch.matmul(s, C[..., None]).squeeze(-1)  # sum_n C[n] s[:, n]
+        y = readout(s, C)  # sum_n C[n] s[:, n]
         return self._out(x, y, v, g), {"s": s}
 
 
