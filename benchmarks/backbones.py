@@ -1,6 +1,7 @@
 """Backbone benchmark (issue 10): gru vs ssm vs hybrid dynamics.
 
   python -m benchmarks.backbones --lengths 64 256 1024 [--batch 4] [--preset small] [--threads 1]
+  python -m benchmarks.backbones --ratios [--lengths 256] [--repeats 10]
   python -m benchmarks.backbones --learn [--distances 8 24] [--learn-steps 4000] [--seeds 0]
 
 Timing, for each backbone and sequence length T, medians of --repeats on a synthetic
@@ -26,6 +27,10 @@ Peak memory of one update, two ways, each (backbone, T) in a fresh subprocess:
   peak_live_mb    peak of live tensor bytes during a later update, from the profiler's memory
                   timeline: the same accounting for every backbone, no allocator effects.
 CPU only as written.
+
+Ratios (--ratios): the world-model update of every backbone built in one process and timed
+in turn (gru, ssm, hybrid, then the reverse order, ...), so that the machine's drift between
+separate processes does not enter the ratio to the GRU's time (median of --repeats rounds).
 
 Learning (--learn): train each backbone on worldmodel/CueMemory-v0 at each cue distance
 for a short budget, then evaluate greedily; a memoryless policy scores 0 on average.
@@ -212,6 +217,39 @@ def _subprocess(kind: str, T: int, args: argparse.Namespace) -> dict[str, Any]:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def ratios(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """For each T: median ms of one world-model update per backbone, timed in alternating
+    order in this process, and its ratio to the GRU's."""
+    import torch
+
+    from benchmarks.speed import alternate
+    torch.set_num_threads(args.threads)
+    overrides = dict(kv.split("=", 1) for kv in args.set)
+    rows = []
+    for T in args.lengths:
+        work = {}
+        for kind in args.backbones:
+            torch.manual_seed(0)
+            model, spec, act = _model(kind, args.preset, overrides)
+            batch = _batch(spec, act, args.batch, T)
+
+            def update(model=model, batch=batch) -> None:
+                model.zero_grad(set_to_none=True)
+                total, _, post = model.loss(batch)  # post stays alive through backward, as in training
+                total.backward()
+            update()  # warm-up
+            work[kind] = update
+        # CPU seconds: steadier than wall time on a shared machine (one thread: the same)
+        cpu = alternate(work, args.repeats)
+        for kind in args.backbones:
+            row = {"backbone": kind, "T": T, "batch": args.batch, "cpu_ms_per_update": cpu[kind] * 1e3,
+                   "of_gru": cpu[kind] / cpu["gru"] if "gru" in cpu else None}
+            rows.append(row)
+            ratio = "" if row["of_gru"] is None else f"{row['of_gru']:.2f}x the GRU's ({1 / row['of_gru']:.2f}x faster)"
+            print(f"{kind:<8} {T:>6} {row['cpu_ms_per_update']:>10.1f} ms  {ratio}", flush=True)
+    return rows
+
+
 def timing(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = []
     print(f"{'backbone':<8} {'T':>6} {'ms/update':>10} {'dynamics':>9} {'heads':>6} {'train step':>11} "
@@ -298,6 +336,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", default=None, help="PNG (default benchmarks/results/backbones.png)")
+    p.add_argument("--ratios", action="store_true",
+                   help="time every backbone's update in one process, in turn, against the GRU's")
     p.add_argument("--learn", action="store_true", help="train on CueMemory instead of timing")
     p.add_argument("--distances", type=int, nargs="+", default=[8, 24], help="--learn: cue distances")
     p.add_argument("--learn-steps", type=int, default=4000, help="--learn: env steps per run")
@@ -305,7 +345,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = p.parse_args(argv)
     from benchmarks.common import RESULTS, record
-    if args.learn:
+    if args.ratios:
+        rows = ratios(args)
+        record("backbones", {"kind": "ratios", "presets": args.preset, "threads": args.threads,
+                             "repeats": args.repeats, "rows": rows}, command)
+    elif args.learn:
         rows = learn(args)
         record("backbones", {"kind": "learn", "presets": args.preset, "runs": rows}, command)
     else:

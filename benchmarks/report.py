@@ -268,6 +268,14 @@ def backbones(root: Path) -> list[str]:
         lines += _table(f"Backbones: one world-model update (preset {' '.join(timing['presets'])}, "
                         f"commit {timing['commit']})",
                         ["backbone", "T", "batch", "ms/update", "us/step", "peak MB of the update"], body, [timing])
+    ratio = next((r for r in reversed(rows) if r.get("kind") == "ratios"), None)
+    if ratio:
+        body = [[p["backbone"], str(p["T"]), str(p["batch"]), fmt(p["cpu_ms_per_update"]),
+                 "" if p["of_gru"] is None else f"{p['of_gru']:.2f}x",
+                 "" if p["of_gru"] is None else f"{1 / p['of_gru']:.2f}x"] for p in ratio["rows"]]
+        lines += _table(f"Backbones: update time against the GRU's, in one process, in turn (commit {ratio['commit']})",
+                        ["backbone", "T", "batch", "CPU ms/update (median)", "of the GRU's", "faster than the GRU"],
+                        body, [ratio], note="Target (issue 10): ssm or hybrid at least 2x faster than gru at T = 256.")
     learned = next((r for r in reversed(rows) if r.get("kind") == "learn"), None)
     if learned:
         keys = dict.fromkeys((p["backbone"], p["distance"]) for p in learned["runs"])

@@ -35,3 +35,15 @@ def test_every_point_failing_keeps_the_last_plot_and_records_nothing(results, mo
     assert (results / "backbones.png").read_bytes() == b"the last good plot"
     assert not (results / "backbones.jsonl").exists()
     assert "every point failed" in capsys.readouterr().err
+
+
+def test_ratios_time_every_backbone_in_one_process_against_the_gru(results, capsys):
+    from benchmarks.report import report
+    assert backbones.main(["--ratios", "--lengths", "8", "--preset", "debug", "--repeats", "2"]) == 0
+    record = json.loads((results / "backbones.jsonl").read_text())
+    assert record["kind"] == "ratios" and [r["backbone"] for r in record["rows"]] == ["gru", "ssm", "hybrid"]
+    gru, ssm = record["rows"][0], record["rows"][1]
+    assert gru["of_gru"] == 1.0 and ssm["of_gru"] == pytest.approx(ssm["cpu_ms_per_update"] / gru["cpu_ms_per_update"])
+    assert not (results / "backbones.png").exists()  # no time-against-T plot from ratios alone
+    text = report(results)
+    assert "Backbones: update time against the GRU's" in text and "| gru | 8 | 4 |" in text
