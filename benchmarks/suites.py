@@ -54,6 +54,7 @@ SUITES: dict[str, list[Command]] = {
         ("-m", "benchmarks.shield", "--task", "minigrid-lava", "--seeds", "0", "1", "2", "--modes", "on", "off"),
         ("-m", "benchmarks.kill_resume", "--cycles", "20", "--preset", "small", "--steps", "3000"),
         ("-m", "benchmarks.backbones", "--lengths", "64", "256", "1024"),
+        ("-m", "benchmarks.backbones", "--ratios", "--lengths", "64", "256", "1024", "--repeats", "10"),
         ("-m", "benchmarks.memory_probe", "--distances", "8", "--rewards", "cue", "--updates", "12000",
          "--every", "250"),
         _ours("report"),
