@@ -46,6 +46,18 @@ def readout(s: torch.Tensor, C: torch.Tensor) -> torch.Tensor:
     return torch.matmul(C.unsqueeze(-2), s.transpose(-1, -2)).squeeze(-2)
 
 
+LOG2E = 1.0 / math.log(2.0)
+
+
+def decay(delta: torch.Tensor, A: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+    """exp(delta[..., None] * A) for delta (..., D), A (D, N) -> (..., D, N), written into
+    `out` if given. Computed as exp2 of delta * (A log2 e): on this CPU (AVX512) torch's exp
+    of float32 took 4.3x the time of its exp2 (309 against 72 us for 256 x 128 x 16 numbers,
+    one thread), and a decay is computed for every channel and state index at every step."""
+    arg = torch.mul(delta[..., None], A * LOG2E, out=out) if out is not None else delta[..., None] * (A * LOG2E)
+    return arg.exp2_()
+
+
 def selective_scan(delta: torch.Tensor, A: torch.Tensor, B: torch.Tensor, C: torch.Tensor,
                    u: torch.Tensor, keep: torch.Tensor, s0: torch.Tensor,
                    chunk: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,7 +94,7 @@ class _SelectiveScan(torch.autograd.Function):
     @staticmethod
     def _decays(out: torch.Tensor, delta: torch.Tensor, A: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
         """a = keep * exp(delta A) for one chunk, written into `out` (B, L, D, N)."""
-        return torch.mul(delta[..., None], A, out=out).exp_().mul_(keep[..., None, None])
+        return decay(delta, A, out).mul_(keep[..., None, None])
 
     @staticmethod
     @torch.amp.custom_fwd(device_type="cuda", cast_inputs=torch.float32)  # no bf16 in here
@@ -199,7 +211,7 @@ class SSMBlock(nn.Module):
         """x (B, D) -> y (B, D), next carry. Resets are applied by the caller."""
         v, g, delta, u, B, C, A = self._coeffs(x)
         prev = carry["s"].to(delta.dtype)
-        a = (delta[..., None] * A).exp_()  # (B, D, N) in (0, 1)
+        a = decay(delta, A)  # (B, D, N) in (0, 1)
         # Without gradients the new state is built in place in a's storage: one new
         # (B, D, N) tensor per step instead of two. Fresh large allocations page-fault;
         # in a profile of imagination from 256 starts they took about half the step.
