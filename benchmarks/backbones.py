@@ -41,6 +41,7 @@ benchmarks/results/backbones.jsonl.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import resource
 import shlex
@@ -85,6 +86,13 @@ def _batch(spec, act, B: int, T: int):
     batch["is_terminal"] = torch.zeros(B, T, dtype=torch.bool)
     batch["mask"] = torch.ones(B, T, dtype=torch.bool)
     return batch
+
+
+def _update(model, batch) -> None:
+    """One world-model update without the optimizer: model.loss forward and backward."""
+    model.zero_grad(set_to_none=True)
+    total, _, post = model.loss(batch)  # post stays alive through backward, as in training
+    total.backward()
 
 
 def _live_peak_mb(fn) -> float | None:
@@ -158,9 +166,7 @@ def measure(kind: str, T: int, B: int, presets: list[str], overrides: dict[str, 
     batch = _batch(spec, act, B, T)
 
     def update() -> None:
-        model.zero_grad(set_to_none=True)
-        total, _, post = model.loss(batch)  # post stays alive through backward, as in training
-        total.backward()
+        _update(model, batch)
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     update()
@@ -233,12 +239,8 @@ def ratios(args: argparse.Namespace) -> list[dict[str, Any]]:
             model, spec, act = _model(kind, args.preset, overrides)
             batch = _batch(spec, act, args.batch, T)
 
-            def update(model=model, batch=batch) -> None:
-                model.zero_grad(set_to_none=True)
-                total, _, post = model.loss(batch)  # post stays alive through backward, as in training
-                total.backward()
-            update()  # warm-up
-            work[kind] = update
+            work[kind] = functools.partial(_update, model, batch)
+            work[kind]()  # warm-up
         # CPU seconds: steadier than wall time on a shared machine (one thread: the same)
         cpu = alternate(work, args.repeats)
         for kind in args.backbones:
