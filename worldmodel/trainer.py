@@ -237,8 +237,9 @@ class Trainer:
                 for _, ret, length in step_data.ended:
                     self.episodes += 1
                     recent_returns.append(ret)
+                    now = time.time()  # wall_s for curves; time (unix) to line runs up across processes
                     logger.write("episodes", {"step": self.step, "return": ret, "length": length,
-                                              "episode": self.episodes})
+                                              "episode": self.episodes, "wall_s": now - t_start, "time": now})
                 if recent_returns:
                     logger.progress(self.step, **{"return": float(np.mean(recent_returns[-10:]))})
                 # updates, as many as the replay ratio asks for

@@ -32,6 +32,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -95,15 +96,18 @@ def sheeprl_overrides(task: str, preset: str, total_steps: int, replay_ratio: fl
             f"log_root={workdir / 'logs'}", f"hydra.run.dir={workdir / 'hydra'}"]
 
 
-def run_child(cmd: list[str], log_path: Path, budget_s: float | None) -> dict[str, Any]:
-    """Run `cmd` (through _launch.py, for its own peak RSS); stop it with SIGTERM (then SIGKILL)
-    past `budget_s`. Returns its wall time up to exit or to the stop signal, whether it was
-    stopped, its exit status, its peak RSS and its CPU time."""
+def run_child(cmd: list[str], log_path: Path, budget_s: float | None, cpus: set[int] | None = None) -> dict[str, Any]:
+    """Run `cmd` (through _launch.py, for its own peak RSS), on the CPUs `cpus` if given; stop it
+    with SIGTERM (then SIGKILL) past `budget_s`. Returns its start (unix time), its wall time up
+    to exit or to the stop signal, whether it was stopped, its exit status, its peak RSS and its
+    CPU time."""
     result = log_path.with_suffix(".rusage.json")
+    pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
     with open(log_path, "w") as log:
         t0 = time.time()
         proc = subprocess.Popen([sys.executable, str(LAUNCH), str(result), *cmd], stdout=log,
-                                stderr=subprocess.STDOUT, env=child_env(), cwd=ROOT, start_new_session=True)
+                                stderr=subprocess.STDOUT, env=child_env(), cwd=ROOT, start_new_session=True,
+                                preexec_fn=pin)
         stopped, stop_t, killed = False, None, False
         while proc.poll() is None:
             now = time.time()
@@ -116,7 +120,7 @@ def run_child(cmd: list[str], log_path: Path, budget_s: float | None) -> dict[st
             time.sleep(0.2)
     wall = (stop_t or time.time()) - t0
     usage = json.loads(result.read_text()) if result.exists() else {}
-    return {"wall_s": wall, "stopped_at_budget": stopped, "returncode": usage.get("returncode", proc.returncode),
+    return {"t0": t0, "wall_s": wall, "stopped_at_budget": stopped, "returncode": usage.get("returncode", proc.returncode),
             "peak_rss_mb": usage["maxrss_kb"] / 1024 if usage else None,
             "cpu_s": usage["user_s"] + usage["sys_s"] if usage else None}
 
@@ -137,10 +141,21 @@ def tail_of(path: Path, n: int = 30) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-n:]) if path.exists() else ""
 
 
+def solve_stats(episodes: list[tuple[float, int, float]], t0: float, target: float | None) -> dict[str, Any]:
+    """Wall time (from the child's start, so imports and prefill count) and env steps at the
+    end of the first training episode whose return reached `target`; None if none did.
+    `episodes`: (unix time, env steps, return) of each finished episode, in order."""
+    if target is None:
+        return {}
+    hit = next(((t, n) for t, n, r in episodes if r >= target), None)
+    return {"solve_target": target, "time_to_solve_s": None if hit is None else hit[0] - t0,
+            "steps_to_solve": None if hit is None else hit[1]}
+
+
 def return_stats(returns: list[float]) -> dict[str, Any]:
     windows = [statistics.fmean(returns[i - 10:i]) for i in range(10, len(returns) + 1)]
     return {"episodes": len(returns), "last10_return": statistics.fmean(returns[-10:]) if returns else None,
-            "best10_return": max(windows) if windows else None}
+            "best10_return": max(windows) if windows else None, "best_return": max(returns) if returns else None}
 
 
 # -- (a) time per update -----------------------------------------------------------------------
@@ -227,13 +242,14 @@ def speed(args, workroot: Path) -> dict[str, Any]:
 
 
 # -- (b) end to end ----------------------------------------------------------------------------
-def ours_e2e(task: str, preset: str, steps: int, budget_s: float, seed: int, workdir: Path) -> dict[str, Any]:
+def ours_e2e(task: str, preset: str, steps: int, budget_s: float, seed: int, workdir: Path,
+             solve: float | None = None, cpus: set[int] | None = None) -> dict[str, Any]:
     logdir = workdir / "run"
     cmd = [sys.executable, "-m", "worldmodel", "train", "--env", task, "--preset", preset, "--steps", str(steps),
            "--run.threads", "1", "--run.logdir", str(logdir), "--run.seed", str(seed), "--run.log_every", "50",
            "--run.video_every", "0", "--run.progress", "false", "--run.eval_every", "0",
            "--run.checkpoint_every", str(10 * steps), "--run.device", "cpu"]
-    res = run_child(cmd, workdir / "stdout.txt", budget_s)
+    res = run_child(cmd, workdir / "stdout.txt", budget_s, cpus)
     metrics = read_jsonl(logdir / "metrics.jsonl")
     episodes = read_jsonl(logdir / "episodes.jsonl")
     if not metrics:
@@ -245,16 +261,17 @@ def ours_e2e(task: str, preset: str, steps: int, budget_s: float, seed: int, wor
     return {"system": "ours", "config": f"--preset {preset}", "command": shlex.join(cmd), **res,
             "env_steps": env_steps, "updates": updates, "env_steps_per_s": env_steps / res["wall_s"],
             "updates_per_s": updates / res["wall_s"], "batch": f"{cfg.replay.batch}x{cfg.replay.length}",
-            "replayed_per_env_step": cfg.train.ratio, "prefill": cfg.train.prefill,
-            **return_stats([e["return"] for e in episodes])}
+            "replayed_per_env_step": cfg.train.ratio, "prefill": cfg.train.prefill, "seed": seed,
+            **return_stats([e["return"] for e in episodes]),
+            **solve_stats([(e["time"], e["step"], e["return"]) for e in episodes if "time" in e], res["t0"], solve)}
 
 
 def sheeprl_e2e(task: str, preset: str, steps: int, budget_s: float, replay_ratio: float, seed: int,
-                workdir: Path) -> dict[str, Any]:
+                workdir: Path, solve: float | None = None, cpus: set[int] | None = None) -> dict[str, Any]:
     events = workdir / "events.jsonl"
     cmd = [str(sheeprl_python()), str(SHIM), str(events),
            *sheeprl_overrides(task, preset, steps, replay_ratio, workdir, seed)]
-    res = run_child(cmd, workdir / "stdout.txt", budget_s)
+    res = run_child(cmd, workdir / "stdout.txt", budget_s, cpus)
     rows = read_jsonl(events)
     if not any(r["event"] == "params" for r in rows):
         raise RuntimeError(f"SheepRL run failed (exit {res['returncode']}); its output ends:\n"
@@ -267,31 +284,78 @@ def sheeprl_e2e(task: str, preset: str, steps: int, budget_s: float, replay_rati
             "env_steps": env_steps, "updates": len(updates), "env_steps_per_s": env_steps / res["wall_s"],
             "updates_per_s": len(updates) / res["wall_s"], "batch": f"{BATCH}x{LENGTH}",
             "replayed_per_env_step": replay_ratio * BATCH * LENGTH, "prefill": LEARNING_STARTS,
-            "median_s_per_update": statistics.median(dts) if dts else None,
-            **return_stats([r["return"] for r in rows if r["event"] == "episode"])}
+            "median_s_per_update": statistics.median(dts) if dts else None, "seed": seed,
+            **return_stats([r["return"] for r in rows if r["event"] == "episode"]),
+            **solve_stats([(r["t"], r["env_steps"], r["return"]) for r in rows if r["event"] == "episode"],
+                          res["t0"], solve)}
 
 
 def e2e(args, workroot: Path) -> list[dict[str, Any]]:
-    rows = []
+    """Ours once per --seeds, then SheepRL once (seed --seed); with --parallel SheepRL runs at the
+    same time as ours, each pinned to its own CPU, so both see the same machine in one run."""
+    rows: list[dict[str, Any]] = []
+    cpus = sorted(os.sched_getaffinity(0))
+    pinned = args.parallel and len(cpus) >= 2
+    ours_cpus, sheeprl_cpus = ({cpus[0]}, {cpus[-1]}) if pinned else (None, None)
+    sheeprl_budget = args.sheeprl_budget_s or args.budget_s
+
+    def one(task: str, system: str, seed: int) -> dict[str, Any]:
+        wd = workroot / f"e2e-{task}-{system}-{seed}"
+        wd.mkdir()
+        budget = args.budget_s if system == "ours" else sheeprl_budget
+        print(f"  {task}: {system} seed {seed} for {args.steps} env steps or {budget:.0f} s ...", flush=True)
+        try:
+            if system == "ours":
+                row = ours_e2e(task, args.ours_preset, args.steps, budget, seed, wd, args.solve, ours_cpus)
+            else:
+                row = sheeprl_e2e(task, args.sheeprl_preset, args.steps, budget, args.replay_ratio, seed, wd,
+                                  args.solve, sheeprl_cpus)
+        except RuntimeError as exc:  # one failed run must not lose the others
+            print(f"    {system} failed: {exc}", flush=True)
+            return {"task": task, "system": system, "error": str(exc)[-2000:]}
+        print(f"    {task} {system} seed {seed}: {row['env_steps']} env steps, {row['updates']} updates in "
+              f"{row['wall_s']:.0f} s, peak RSS {fmt(row['peak_rss_mb'], '.0f')} MB, last-10 return "
+              f"{fmt(row['last10_return'])}" + (f", first return >= {args.solve:g} after "
+                                                 f"{fmt(row['time_to_solve_s'], '.0f')} s" if args.solve else ""),
+              flush=True)
+        return {"task": task, **row, "parallel": pinned}
+
     for task in args.task:
-        for system in ("ours", "sheeprl"):
-            wd = workroot / f"e2e-{task}-{system}"
-            wd.mkdir()
-            print(f"  {task}: {system} for {args.steps} env steps or {args.budget_s:.0f} s ...", flush=True)
-            try:
-                if system == "ours":
-                    row = ours_e2e(task, args.ours_preset, args.steps, args.budget_s, args.seed, wd)
-                else:
-                    row = sheeprl_e2e(task, args.sheeprl_preset, args.steps, args.budget_s, args.replay_ratio,
-                                      args.seed, wd)
-            except RuntimeError as exc:  # one failed run must not lose the others
-                print(f"    failed: {exc}", flush=True)
-                rows.append({"task": task, "system": system, "error": str(exc)[-2000:]})
-                continue
-            rows.append({"task": task, **row})
-            print(f"    {row['env_steps']} env steps, {row['updates']} updates in {row['wall_s']:.0f} s, "
-                  f"peak RSS {fmt(row['peak_rss_mb'], '.0f')} MB, last-10 return {fmt(row['last10_return'])}", flush=True)
+        if args.parallel:
+            with ThreadPoolExecutor(1) as pool:  # SheepRL's child beside ours, which run one after another
+                theirs = pool.submit(one, task, "sheeprl", args.seed)
+                rows += [one(task, "ours", seed) for seed in args.seeds or [args.seed]]
+                rows.append(theirs.result())
+        else:
+            rows += [one(task, "ours", seed) for seed in args.seeds or [args.seed]]
+            rows.append(one(task, "sheeprl", args.seed))
     return rows
+
+
+def solve_summary(rows: list[dict[str, Any]], target: float) -> list[str]:
+    """Per task: our median time to the target over seeds (a seed that never got there counts as
+    the worst) against SheepRL's; when SheepRL never got there within its budget the ratio is a
+    lower bound, its budget over our median."""
+    out = []
+    for task in dict.fromkeys(r["task"] for r in rows):
+        ours = [r for r in rows if r["task"] == task and r["system"] == "ours" and "error" not in r]
+        theirs = [r for r in rows if r["task"] == task and r["system"] == "sheeprl" and "error" not in r]
+        if not ours or not theirs:
+            continue
+        times = sorted((r["time_to_solve_s"] if r["time_to_solve_s"] is not None else math.inf) for r in ours)
+        med = times[(len(times) - 1) // 2] if len(times) % 2 else (times[len(times) // 2 - 1] + times[len(times) // 2]) / 2
+        t = theirs[0]
+        shown = ", ".join("never" if x == math.inf else f"{x:.0f} s" for x in times)
+        if med == math.inf:
+            out.append(f"- {task}: ours did not reach {target:g} on the median seed ({shown}).")
+        elif t["time_to_solve_s"] is not None:
+            out.append(f"- {task}: ours first reached {target:g} after {med:.0f} s (median; seeds: {shown}), "
+                       f"SheepRL after {t['time_to_solve_s']:.0f} s: **{t['time_to_solve_s'] / med:.1f}x** sooner.")
+        else:
+            out.append(f"- {task}: ours first reached {target:g} after {med:.0f} s (median; seeds: {shown}); "
+                       f"SheepRL had not within {t['wall_s']:.0f} s ({t['env_steps']} env steps, best episode "
+                       f"{fmt(t['best_return'], '.0f')}): **at least {t['wall_s'] / med:.1f}x** sooner.")
+    return out
 
 
 # -- report ------------------------------------------------------------------------------------
@@ -323,18 +387,21 @@ def tables(sp: dict[str, Any] | None, rows: list[dict[str, Any]]) -> str:
     if rows:
         out += ["**End to end** (one env, 1 thread, same budget each; return = mean of the last 10 training "
                 "episodes, best = best 10-episode window)", "",
-                "| task | system | config | B x T | replayed steps / env step | wall (s) | CPU (s) | env steps "
-                "| env steps/s | updates | updates/s | peak RSS (MB) | return (last 10) | best 10 |",
-                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+                "| task | system | seed | config | B x T | replayed steps / env step | wall (s) | CPU (s) | env steps "
+                "| env steps/s | updates | updates/s | peak RSS (MB) | return (last 10) | best 10 | first solve (s, steps) |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in rows:
             if "error" in r:
                 out.append(f"| {r['task']} | {r['system']} | failed: {r['error'].splitlines()[-1][:80]} |")
                 continue
-            out.append(f"| {r['task']} | {r['system']} | {r['config']} | {r['batch']} | {r['replayed_per_env_step']:.0f} "
+            solved = ("–" if "solve_target" not in r else "never" if r["time_to_solve_s"] is None
+                      else f"{r['time_to_solve_s']:.0f}, {r['steps_to_solve']}")
+            out.append(f"| {r['task']} | {r['system']} | {r.get('seed', '–')} | {r['config']} | {r['batch']} | "
+                       f"{r['replayed_per_env_step']:.0f} "
                        f"| {r['wall_s']:.0f} | {fmt(r['cpu_s'], '.0f')} | {r['env_steps']} | {r['env_steps_per_s']:.1f} "
                        f"| {r['updates']} | {r['updates_per_s']:.3f} | {fmt(r['peak_rss_mb'], '.0f')} | "
                        f"{fmt(r['last10_return'])} | "
-                       f"{fmt(r['best10_return'])} |")
+                       f"{fmt(r['best10_return'])} | {solved} |")
     return "\n".join(out)
 
 
@@ -353,7 +420,13 @@ def main(argv: list[str] | None = None) -> int:
                    help="(b) SheepRL gradient steps per env step (0.5 x 16 x 64 = 512 replayed steps per env step, "
                         "DreamerV3's and our config's default; SheepRL's exp default is 1)")
     p.add_argument("--speed-replay-ratio", type=float, default=0.5, help="(a) SheepRL replay ratio while timing")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="SheepRL's seed (and ours without --seeds)")
+    p.add_argument("--seeds", type=int, nargs="+", default=None, help="(b) our seeds, one run each")
+    p.add_argument("--solve", type=float, default=None,
+                   help="(b) also report the wall time until a training episode first reaches this return")
+    p.add_argument("--parallel", action="store_true",
+                   help="(b) run SheepRL beside ours, each pinned to its own CPU (ours' seeds one after another)")
+    p.add_argument("--sheeprl-budget-s", type=float, default=None, help="(b) SheepRL's budget (default --budget-s)")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--keep", default="", help="keep the runs' directories here (default: a temp dir, removed)")
@@ -389,6 +462,8 @@ def main(argv: list[str] | None = None) -> int:
                        "settings": {k: v for k, v in vars(args).items() if k != "keep"}}, command)
     print()
     print(tables(sp, rows))
+    if rows and args.solve is not None:
+        print("\n" + "\n".join(solve_summary(rows, args.solve)))
     print(f"\nreproduce: bash benchmarks/sheeprl/install.sh && {command}")
     return 0
 
