@@ -14,6 +14,9 @@ flag at obs `distance`, the answer action there, and the reward on the terminal 
   cue   reward +1 if the cue is 0, else -1: pure memory, the answer does not matter
   xor   reward +1 if the answer equals the cue (CueMemory's own reward): memory and action
 
+`--reveal` lays the episodes out as CueMemory(reveal=True) does: the terminal obs shows the
+cue again, so the decoder's loss asks for the cue across the gap too.
+
 Answers are uniform, as an untrained actor gives them; `--answer-p0 P` makes answer 0 come
 with probability P whatever the cue, as a biased policy's would. With the xor reward the
 cue alone then predicts part of the reward (P = 0.75: 75% of signs).
@@ -51,10 +54,11 @@ READOUTS = ("world-model", "mse", "twohot", "twohot-every")
 
 
 def episodes(rng: np.random.Generator, batch: int, distance: int, reward: str,
-             answer_p0: float = 0.5) -> dict[str, np.ndarray]:
+             answer_p0: float = 0.5, reveal: bool = False) -> dict[str, np.ndarray]:
     """`batch` CueMemory episodes of `distance` + 2 obs each (2 cues), as replay stores them:
     obs_t, the action taken at obs_t, the reward received on arriving at obs_t. The answer is
-    0 with probability `answer_p0` (a policy's bias), whatever the cue."""
+    0 with probability `answer_p0` (a policy's bias), whatever the cue. `reveal`: the terminal
+    obs shows the cue again, as CueMemory(reveal=True) does."""
     T = distance + 2
     cue = rng.integers(0, 2, batch)
     # the uniform case keeps its original draw, so earlier probes reproduce
@@ -62,6 +66,8 @@ def episodes(rng: np.random.Generator, batch: int, distance: int, reward: str,
     obs = np.zeros((batch, T, 3), np.float32)
     obs[np.arange(batch), 0, cue] = 1.0                     # the cue, at obs 0 only
     obs[:, distance, 2] = 1.0                               # the query flag
+    if reveal:
+        obs[np.arange(batch), -1, cue] = 1.0                # the cue again, after the answer
     blank = rng.integers(0, 2, (batch, T))                  # actions at blank obs are ignored
     action = np.eye(2, dtype=np.float32)[np.where(np.arange(T) == distance, answer[:, None], blank)]
     action[:, -1] = 0.0                                     # nothing is taken at the last obs
@@ -125,7 +131,7 @@ class Readout:
 
 def probe(backbone: str, distance: int, reward: str, updates: int, every: int, target: float, seed: int,
           presets: list[str], batch: int, overrides: dict[str, Any], readout: str = "world-model",
-          answer_p0: float = 0.5) -> dict[str, Any]:
+          answer_p0: float = 0.5, reveal: bool = False) -> dict[str, Any]:
     import gymnasium as gym
     import torch
 
@@ -153,7 +159,7 @@ def probe(backbone: str, distance: int, reward: str, updates: int, every: int, t
     reached = None
     t0 = time.time()
     for step in range(1, updates + 1):
-        data = agent.to_batch(episodes(rng, batch, distance, reward, answer_p0))
+        data = agent.to_batch(episodes(rng, batch, distance, reward, answer_p0, reveal))
         if head is None:
             total, _, _ = model.loss(data)
         else:
@@ -163,7 +169,7 @@ def probe(backbone: str, distance: int, reward: str, updates: int, every: int, t
         torch.nn.utils.clip_grad_norm_(params, agent.model_clip)
         opt.step()
         if step % every == 0:
-            test = agent.to_batch(episodes(test_rng, 256, distance, reward, answer_p0))
+            test = agent.to_batch(episodes(test_rng, 256, distance, reward, answer_p0, reveal))
             with torch.no_grad():
                 if head is None:
                     _, _, post = model.loss(test)
@@ -181,7 +187,7 @@ def probe(backbone: str, distance: int, reward: str, updates: int, every: int, t
                 reached = curve[-2][0]
                 break
     return {"backbone": backbone, "distance": distance, "reward": reward, "readout": readout, "seed": seed,
-            "updates": updates, "answer_p0": answer_p0,
+            "updates": updates, "answer_p0": answer_p0, "reveal": reveal,
             "batch": batch, "target": target, "reached": reached, "final_accuracy": curve[-1][1] if curve else None,
             "curve": curve, "trace": trace, "wall_s": time.time() - t0}
 
@@ -203,6 +209,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="probability that an episode's answer is 0, whatever the cue (0.5: uniform, as an "
                         "untrained actor answers); with the xor reward, a bias lets the cue alone predict part "
                         "of the reward")
+    p.add_argument("--reveal", action="store_true",
+                   help="the terminal obs shows the cue again (CueMemory's reveal=True): the decoder asks for memory")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--preset", nargs="+", default=["small"])
     p.add_argument("--threads", type=int, default=1)
@@ -223,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
             for backbone in args.backbones:
                 for seed in args.seeds:
                     r = probe(backbone, distance, reward, args.updates, args.every, args.target, seed,
-                              args.preset, args.batch, overrides, args.readout, args.answer_p0)
+                              args.preset, args.batch, overrides, args.readout, args.answer_p0, args.reveal)
                     rows.append(r)
                     got = f"{r['reached']:,}" if r["reached"] else f"> {args.updates:,}"
                     last = f"{r['trace'][-1][1]:>10.2f} {r['trace'][-1][2]:>7.2f}" if r["trace"] else ""

@@ -11,10 +11,10 @@ import envs  # noqa: F401  (registers worldmodel/ envs)
 from benchmarks.memory_probe import cue_in_latent, episodes, main
 
 
-@pytest.mark.parametrize("reward", ["cue", "xor"])
-def test_episodes_match_the_env(reward):
-    batch = episodes(np.random.default_rng(3), 8, 3, reward)
-    env = gym.make("worldmodel/CueMemory-v0", length=3)
+@pytest.mark.parametrize("reward,reveal", [("cue", False), ("xor", False), ("xor", True)])
+def test_episodes_match_the_env(reward, reveal):
+    batch = episodes(np.random.default_rng(3), 8, 3, reward, reveal=reveal)
+    env = gym.make("worldmodel/CueMemory-v0", length=3, reveal=reveal)
     for i in range(8):
         obs, _ = env.reset(seed=i)
         cue = int(batch["obs"][i, 0, :2].argmax())

@@ -101,6 +101,25 @@ def test_cue_memory_pays_for_remembering(length: int) -> None:
         assert terminated and r == (1.0 if seed % 2 else -1.0) and info["correct"] == bool(seed % 2)
 
 
+@pytest.mark.parametrize("reveal", [False, True])
+def test_cue_memory_reveal_shows_the_cue_only_after_the_answer(reveal: bool) -> None:
+    env = envs.make_factory("worldmodel/CueMemory-v0", {"length": 3, "reveal": reveal})()
+    for seed in range(4):
+        obs, _ = env.reset(seed=seed)
+        cue = int(np.argmax(obs[:2]))
+        for _ in range(3):
+            obs, *_ = env.step(0)
+            assert obs[:2].sum() == 0  # the gap and the query stay blank either way
+        obs, _, terminated, _, _ = env.step(cue)
+        assert terminated
+        assert obs[:2].tolist() == ([1.0 * (i == cue) for i in range(2)] if reveal else [0.0, 0.0])
+
+
+def test_cue_memory_refuses_a_non_boolean_reveal() -> None:
+    with pytest.raises(ValueError, match="reveal must be true or false"):
+        CueMemoryEnv(reveal="yes")
+
+
 def test_cue_memory_length_kwarg_through_make_factory() -> None:
     env = envs.make_factory("worldmodel/CueMemory-v0", {"length": 4})()
     env.reset(seed=0)
