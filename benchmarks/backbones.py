@@ -2,7 +2,7 @@
 
   python -m benchmarks.backbones --lengths 64 256 1024 [--batch 4] [--preset small] [--threads 1]
   python -m benchmarks.backbones --ratios [--lengths 256] [--repeats 10]
-  python -m benchmarks.backbones --learn [--distances 8 24] [--learn-steps 4000] [--seeds 0]
+  python -m benchmarks.backbones --learn [--distances 8 24] [--learn-steps 4000] [--seeds 0] [--reveal]
 
 Timing, for each backbone and sequence length T, medians of --repeats on a synthetic
 CueMemory-shaped batch (B, T) with one reset inside each sequence:
@@ -34,6 +34,7 @@ separate processes does not enter the ratio to the GRU's time (median of --repea
 
 Learning (--learn): train each backbone on worldmodel/CueMemory-v0 at each cue distance
 for a short budget, then evaluate greedily; a memoryless policy scores 0 on average.
+`--reveal` uses CueMemory(reveal=True), whose last observation shows the cue again.
 
 Results: a table on stdout, a PNG (time and memory against T), and one JSONL record in
 benchmarks/results/backbones.jsonl.
@@ -307,7 +308,7 @@ def learn(args: argparse.Namespace) -> list[dict[str, Any]]:
             for seed in args.seeds:
                 with tempfile.TemporaryDirectory() as tmp:
                     run = str(Path(tmp) / "run")
-                    over = {"model.dynamics": kind, "env.kwargs": {"length": distance},
+                    over = {"model.dynamics": kind, "env.kwargs": {"length": distance, "reveal": args.reveal},
                             "run.steps": args.learn_steps, "run.seed": seed, "run.logdir": run,
                             "run.progress": False, "run.threads": args.threads, "run.video_every": 0,
                             # a replayed sequence must hold the cue and the answer together
@@ -317,7 +318,8 @@ def learn(args: argparse.Namespace) -> list[dict[str, Any]]:
                     summary = train(env=ENV, presets=args.preset, overrides=over)
                     wall = time.time() - t0
                     ev = evaluate_run(run, episodes=args.eval_episodes)
-                row = {"backbone": kind, "distance": distance, "seed": seed, "steps": args.learn_steps,
+                row = {"backbone": kind, "distance": distance, "reveal": args.reveal, "seed": seed,
+                       "steps": args.learn_steps,
                        "train_return": summary.get("return"), "eval_return": ev["return_mean"], "wall_s": wall}
                 rows.append(row)
                 tr = "n/a" if row["train_return"] is None else f"{row['train_return']:.2f}"
@@ -343,6 +345,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--learn", action="store_true", help="train on CueMemory instead of timing")
     p.add_argument("--distances", type=int, nargs="+", default=[8, 24], help="--learn: cue distances")
     p.add_argument("--learn-steps", type=int, default=4000, help="--learn: env steps per run")
+    p.add_argument("--reveal", action="store_true",
+                   help="--learn: CueMemory(reveal=True), the cue shown again after the answer")
     p.add_argument("--eval-episodes", type=int, default=20)
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = p.parse_args(argv)

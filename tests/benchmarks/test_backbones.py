@@ -47,3 +47,20 @@ def test_ratios_time_every_backbone_in_one_process_against_the_gru(results, caps
     assert not (results / "backbones.png").exists()  # no time-against-T plot from ratios alone
     text = report(results)
     assert "Backbones: update time against the GRU's" in text and "| gru | 8 | 4 |" in text
+
+
+def test_learn_trains_on_the_revealing_cue_memory_and_records_it(results, capsys, monkeypatch):
+    seen = []
+    from benchmarks import common
+    real_train = common.train
+
+    def train(env, presets, overrides):
+        seen.append(overrides["env.kwargs"])
+        return real_train(env=env, presets=presets, overrides=overrides)
+
+    monkeypatch.setattr(common, "train", train)
+    assert backbones.main(["--learn", "--reveal", "--backbones", "ssm", "--distances", "3", "--learn-steps", "60",
+                           "--preset", "debug", "--eval-episodes", "2", "--set", "train.prefill=20"]) == 0
+    assert seen == [{"length": 3, "reveal": True}]
+    (run,) = json.loads((results / "backbones.jsonl").read_text())["runs"]
+    assert run["reveal"] is True and run["distance"] == 3 and -1.0 <= run["eval_return"] <= 1.0
