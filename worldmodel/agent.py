@@ -51,7 +51,7 @@ def build_model(cfg: Config, obs_spec: ObsSpec, act_spec: ActionSpec) -> WorldMo
                       loss_scales=m.loss_scales.to_dict(), dynamics=m.dynamics,
                       ssm_layers=m.ssm_layers, ssm_state=m.ssm_state, window=m.window,
                       verdicts=act_spec.dim if learns_verdicts(cfg, act_spec) else 0,
-                      cont_outscale=m.cont_outscale,
+                      cont_outscale=m.cont_outscale, reward_outscale=m.reward_outscale,
                       explore_heads=cfg.behavior.explore_heads if explores(cfg) else 0)
 
 

@@ -240,7 +240,8 @@ def load_config(presets: Iterable[str] = (), overrides: dict[str, Any] | None = 
     if flat["run.checkpoint_every"] <= 0:
         raise ConfigError(f"config key 'run.checkpoint_every' must be positive, got {flat['run.checkpoint_every']}")
     for dotted in ("train.max_skipped", "run.keep_checkpoints", "run.log_every", "run.eval_every", "run.video_every",
-                   "planner.prior", "critic.replay_loss", "model.cont_outscale", "behavior.explore"):
+                   "planner.prior", "critic.replay_loss", "model.cont_outscale", "model.reward_outscale",
+                   "behavior.explore"):
         if flat[dotted] < 0:
             raise ConfigError(f"config key '{dotted}' must be 0 or more, got {flat[dotted]}")
     if flat["behavior.explore"] > 0 and flat["behavior.explore_heads"] < 2:

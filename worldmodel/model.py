@@ -37,7 +37,7 @@ class WorldModel(nn.Module):
                  hidden: int, unimix: float, units: int, layers: int, cnn_depth: int,
                  bins: int, free_nats: float, loss_scales: dict[str, float], dynamics: str = "gru",
                  ssm_layers: int = 2, ssm_state: int = 16, window: int = 16, verdicts: int = 0,
-                 cont_outscale: float = 0.0, explore_heads: int = 0) -> None:
+                 cont_outscale: float = 0.0, explore_heads: int = 0, reward_outscale: float = 0.0) -> None:
         super().__init__()
         self.obs_spec, self.action_dim = obs_spec, action_dim
         self.free_nats, self.loss_scales = free_nats, dict(loss_scales)
@@ -59,7 +59,12 @@ class WorldModel(nn.Module):
         if self.vec_keys:
             self.vec_decoder = MLP(feat, vec_dim, units, layers, latent=latent)
         self.img_decoders = nn.ModuleDict({k.name: ImageDecoder(feat, k.shape, cnn_depth) for k in self.img_keys})
-        self.reward_head = MLP(feat, bins, units, layers, out_scale=0.0, latent=latent)
+        # reward_outscale 0: DreamerV3's zero output layer (predicted rewards start at 0). It
+        # also starts every hidden feature of the head with no gradient, and a reward that is
+        # an XOR of what was seen and what was done (CueMemory's) is then not learned: in the
+        # memory probe 0, 0.001, 0.01 and 0.1 did not learn it in 3,000 updates, 1.0 did in
+        # 2,000 (README, "A random reward head learns CueMemory's XOR").
+        self.reward_head = MLP(feat, bins, units, layers, out_scale=reward_outscale, latent=latent)
         # cont_outscale 0: the continue head's output layer starts at zero, like the reward
         # head's, so its first gradients do not reach the features through random weights.
         # DreamerV3 starts it random (1.0); zero let the world model carry a cue across 8

@@ -51,6 +51,18 @@ def test_cont_outscale_one_is_dreamerv3s_random_start():
     assert _cont_grad(model) > 0.0
 
 
+def test_reward_outscale_one_starts_the_reward_head_random():
+    model = _model(**{"model.reward_outscale": "1.0"})
+    reward = model.reward(torch.randn(7, model.feat_dim))
+    assert float(reward.std()) > 1e-3  # no longer the same (zero) prediction everywhere
+    assert torch.allclose(_model().reward(torch.randn(7, model.feat_dim)), torch.zeros(7), atol=1e-6)
+
+
+def test_negative_reward_outscale_is_refused():
+    with pytest.raises(ConfigError, match="model.reward_outscale"):
+        load_config([], {"model.reward_outscale": "-0.5"})
+
+
 def test_negative_cont_outscale_is_refused():
     with pytest.raises(ConfigError, match="model.cont_outscale"):
         load_config([], {"model.cont_outscale": "-1"})
