@@ -38,6 +38,10 @@ TASKS = {
               {"env.kwargs": {"length": 8}, "replay.length": 16, "run.eval_episodes": 50}),
     "cue-24": ("worldmodel/CueMemory-v0", 12000, 0.8,
                {"env.kwargs": {"length": 24}, "replay.length": 28, "run.eval_episodes": 50}),
+    # The same with the cue shown again on the terminal obs (CueMemory reveal=True): the
+    # world model's decoder and prior then ask for the cue across the gap, not the reward alone.
+    "cue-reveal-8": ("worldmodel/CueMemory-v0", 12000, 0.8,
+                     {"env.kwargs": {"length": 8, "reveal": True}, "replay.length": 16, "run.eval_episodes": 50}),
 }
 
 
