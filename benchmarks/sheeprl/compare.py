@@ -343,7 +343,7 @@ def solve_summary(rows: list[dict[str, Any]], target: float) -> list[str]:
         if not ours or not theirs:
             continue
         times = sorted((r["time_to_solve_s"] if r["time_to_solve_s"] is not None else math.inf) for r in ours)
-        med = times[(len(times) - 1) // 2] if len(times) % 2 else (times[len(times) // 2 - 1] + times[len(times) // 2]) / 2
+        med = statistics.median(times)  # inf (never) sorts last, as the worst
         t = theirs[0]
         shown = ", ".join("never" if x == math.inf else f"{x:.0f} s" for x in times)
         if med == math.inf:
