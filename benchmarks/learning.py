@@ -42,6 +42,8 @@ TASKS = {
     # world model's decoder and prior then ask for the cue across the gap, not the reward alone.
     "cue-reveal-8": ("worldmodel/CueMemory-v0", 12000, 0.8,
                      {"env.kwargs": {"length": 8, "reveal": True}, "replay.length": 16, "run.eval_episodes": 50}),
+    "cue-reveal-24": ("worldmodel/CueMemory-v0", 12000, 0.8,
+                      {"env.kwargs": {"length": 24, "reveal": True}, "replay.length": 28, "run.eval_episodes": 50}),
 }
 
 

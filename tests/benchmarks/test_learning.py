@@ -23,7 +23,7 @@ def test_learn_check_fails_below_target(results, capsys):
 
 def test_cue_memory_task_runs_with_its_env_length_and_a_replay_that_holds_an_episode(results):
     from benchmarks.learning import TASKS
-    for name in ("cue-8", "cue-24", "cue-reveal-8"):
+    for name in ("cue-8", "cue-24", "cue-reveal-8", "cue-reveal-24"):
         _, _, target, over = TASKS[name]
         # an episode is length + 2 observations (cue, blanks, query, terminal); a replayed
         # sequence shorter than that never shows the world model a cue and its answer together

@@ -14,6 +14,17 @@ def test_presets_apply_left_to_right_then_overrides():
     assert {"debug", "small", "medium", "large"} <= set(preset_names())
 
 
+def test_a_preset_that_sets_one_nested_key_keeps_its_siblings():
+    # `memory` sets model.loss_scales.rep alone: the other loss scales and the size preset
+    # before it must stay as they were, not be replaced by the preset's partial dict
+    small, cfg = load_config(["small"]), load_config(["small", "memory"])
+    assert cfg.model.loss_scales.rep == 0.0 and cfg.model.reward_outscale == 1.0
+    assert cfg.model.loss_scales.dyn == small.model.loss_scales.dyn == 1.0
+    assert cfg.model.loss_scales.rec == small.model.loss_scales.rec
+    assert cfg.model.deter == small.model.deter and cfg.replay.batch == small.replay.batch
+    assert load_config(["memory"], {"model.loss_scales.rep": 0.1}).model.loss_scales.rep == 0.1
+
+
 @pytest.mark.parametrize("presets,overrides,message", [
     (["smal"], {}, "did you mean 'small'"),
     ([], {"model.detr": 1}, "did you mean 'model.deter'"),
