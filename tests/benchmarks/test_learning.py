@@ -34,6 +34,9 @@ def test_cue_memory_task_runs_with_its_env_length_and_a_replay_that_holds_an_epi
     run = json.loads((results / "learning.jsonl").read_text().splitlines()[-1])["runs"][0]
     # each answer pays +1 or -1, so the mean of 4 evaluation episodes lies in [-1, 1]
     assert run["task"] == "cue-8" and run["target"] == 0.8 and -1.0 <= run["curve"][0][1] <= 1.0
+    # the row says what the task set, so a later change of the task's settings cannot relabel it
+    assert run["task_overrides"]["replay.length"] == TASKS["cue-8"][3]["replay.length"]
+    assert run["task_overrides"]["env.kwargs"] == {"length": 8}
 
 
 def test_an_interrupted_run_ends_the_benchmark_and_records_nothing(results, monkeypatch):
