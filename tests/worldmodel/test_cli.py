@@ -1,7 +1,6 @@
 """CLI smoke tests on the debug preset: train -> checkpoint -> resume -> eval, and the
 one-line errors with exit code 2."""
 import json
-from pathlib import Path
 
 import pytest
 

@@ -2,7 +2,6 @@
 import json
 
 import gymnasium as gym
-import numpy as np
 
 import envs  # noqa: F401  (registers worldmodel/ envs)
 from worldmodel.cli import main
