@@ -1,7 +1,6 @@
 """The torch compiler agrees with the plain reference evaluator and with z3."""
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
