@@ -115,9 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def compare(rest: list[str]) -> int:
     """`compare --against sheeprl ARGS`: benchmarks/sheeprl/compare.py with ARGS, in this process."""
-    from benchmarks.sheeprl import compare as sheeprl_compare
-    if not (sheeprl_compare.VENV / "bin" / "python").exists() and not {"-h", "--help"} & set(rest):
-        print(f"error: SheepRL's venv {sheeprl_compare.VENV} is missing; run: bash benchmarks/sheeprl/install.sh",
+    from benchmarks.sheeprl import children, compare as sheeprl_compare
+    if not (children.VENV / "bin" / "python").exists() and not {"-h", "--help"} & set(rest):
+        print(f"error: SheepRL's venv {children.VENV} is missing; run: bash benchmarks/sheeprl/install.sh",
               file=sys.stderr)
         return 2
     return sheeprl_compare.main(rest)

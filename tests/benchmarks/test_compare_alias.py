@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 from benchmarks.__main__ import main
-from benchmarks.sheeprl import compare
+from benchmarks.sheeprl import children, compare
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -24,7 +24,7 @@ def test_missing_venv_exits_2_with_one_line(tmp_path):
 def test_arguments_pass_through(tmp_path, monkeypatch):
     (tmp_path / "bin").mkdir()
     (tmp_path / "bin" / "python").write_text("")
-    monkeypatch.setattr(compare, "VENV", tmp_path)
+    monkeypatch.setattr(children, "VENV", tmp_path)
     seen = []
     monkeypatch.setattr(compare, "main", lambda argv: seen.append(argv) or 0)
     rest = ["--task", "CartPole-v1", "Pendulum-v1", "--skip-e2e", "--rounds", "3"]

@@ -9,7 +9,7 @@ from argparse import Namespace
 
 import pytest
 
-from benchmarks.sheeprl import compare
+from benchmarks.sheeprl import children, compare
 
 
 def test_solve_stats_counts_from_the_child_start():
@@ -51,8 +51,8 @@ def test_summary_says_when_our_median_seed_never_solved():
 def test_run_child_pins_the_child_to_its_cpus(tmp_path):
     cpu = max(os.sched_getaffinity(0))
     out = tmp_path / "out.txt"
-    res = compare.run_child([sys.executable, "-c", f"import os; open({str(out)!r}, 'w').write("
-                             "repr(sorted(os.sched_getaffinity(0))))"], tmp_path / "log.txt", None, {cpu})
+    res = children.run_child([sys.executable, "-c", f"import os; open({str(out)!r}, 'w').write("
+                              "repr(sorted(os.sched_getaffinity(0))))"], tmp_path / "log.txt", None, {cpu})
     assert res["returncode"] == 0 and out.read_text() == repr([cpu])
     assert res["t0"] <= time.time() and not res["stopped_at_budget"]
 
