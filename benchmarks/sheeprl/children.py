@@ -23,7 +23,6 @@ BATCH, LENGTH = 16, 64
 LEARNING_STARTS = 1024  # SheepRL's dreamer_v3 default (`algo.learning_starts`)
 
 
-
 def child_env() -> dict[str, str]:
     env = dict(os.environ)
     env.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", SHEEPRL_THREADS="1", HYDRA_FULL_ERROR="1",
