@@ -45,8 +45,9 @@ TASKS = {
     # At 24 the replayed sequences hold two episodes (52 >= 2 x 26 - 1), so every one of them
     # holds a whole episode: the SSM and the hybrid keep no replay context (see
     # worldmodel/agent.py), and 28-step sequences held a whole episode at only 3 start
-    # positions in 26 (README "The memory preset"). train.ratio 512 keeps about the 28-step task's updates
-    # per env step (0.62 against 0.57). Before 2026-12-01 (commit a3db118) this task was 28 / 256.
+    # positions in 26 (README "The memory preset"). train.ratio 512 keeps about the 28-step
+    # task's updates per env step (0.62 against 0.57). Before 2026-12-01 (commit a3db118)
+    # this task was 28 / 256. The model settings that learn it: --preset small memory.
     "cue-reveal-24": ("worldmodel/CueMemory-v0", 12000, 0.8,
                       {"env.kwargs": {"length": 24, "reveal": True}, "replay.length": 52, "train.ratio": 512,
                        "run.eval_episodes": 50}),

@@ -11,9 +11,10 @@ Timeline of one episode (T = length):
 cue across the gap to predict the last observation (its decoder's loss asks for memory, as
 in R2I's memory tasks), not only to predict the answer's reward. Without it only the reward
 asks for memory, and that reward is an XOR of cue and answer, which no agent here learned
-at this project's budgets (README, "Why CueMemory is hard"); with it and a random reward
-head (`model.reward_outscale 1`) the GRU agent learns distance 8 (README, "The cue shown
-again after the answer"). The agent never acts on the revealed cue: the episode has ended.
+at this project's budgets (README, "Why CueMemory is hard"); with it and the `memory`
+preset (a random reward head, no representation KL) every backbone's agent learns
+distances 8 and 24 (README, "The memory preset"). The agent never acts on the revealed
+cue: the episode has ended.
 
 Observation: float32 (n_cues + 1,) = [cue one-hot (n_cues), query flag]. Action:
 Discrete(n_cues). A memoryless policy scores 0 on average; only a recurrent state
